@@ -1,0 +1,52 @@
+# segments: the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+SAM_VENV := .venv-sam
+PY := $(VENV)/bin/python
+PIP_QUIET := --quiet --disable-pip-version-check
+PORT ?= 3000
+
+.PHONY: help venv sam-venv lint typecheck unit test run invoke-monthly sam-validate sam-build bench clean
+
+help:
+	@echo "make run    start the whole service at http://127.0.0.1:$(PORT)"
+	@echo "make test   lint, type-check and run every test"
+
+$(VENV)/.installed: requirements-dev.txt functions/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_QUIET) -r requirements-dev.txt 2>&1 | grep -v '^WARNING: Location' || true
+	$(PY) -c "import moto, pynamodb, aws_lambda_powertools, pytest"
+	touch $@
+
+# aws-sam-cli pins its own boto3 and pydantic, so it lives in a venv of its own.
+$(SAM_VENV)/.installed: requirements-sam.txt
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install $(PIP_QUIET) -r requirements-sam.txt 2>&1 | grep -v '^WARNING: Location' || true
+	$(SAM_VENV)/bin/sam --version
+	touch $@
+
+venv: $(VENV)/.installed
+sam-venv: $(SAM_VENV)/.installed
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy functions local tests benchmarks
+
+test: venv sam-venv lint typecheck
+	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(VENV)/bin/pytest -n 2 --dist loadgroup
+
+run: venv
+	$(PY) -m local.runtime --port $(PORT)
+
+sam-validate: sam-venv
+	$(SAM_VENV)/bin/sam validate --lint
+
+sam-build: sam-venv
+	$(SAM_VENV)/bin/sam build
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .local-data

@@ -1,0 +1,161 @@
+"""The single table's items. Every entity builds its own keys here; no key string is written elsewhere.
+
+See docs/data-model.md for the access patterns each key and index serves.
+"""
+
+import os
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+CATALOG = "CATALOG"
+MEMBER_SHARDS = 8  # spreads a big segment's members over GSI partitions; clean-up reads each shard
+
+
+def segment_pk(slug: str) -> str:
+    return f"SEGMENT#{slug}"
+
+
+def user_pk(user_id: int) -> str:
+    return f"USER#{user_id}"
+
+
+def membership_sk(slug: str) -> str:
+    return f"SEG#{slug}"
+
+
+def generation_sk(generation: int) -> str:
+    return f"GEN#{generation:010d}"
+
+
+def members_gsi1pk(slug: str, generation: int, shard: int) -> str:
+    return f"MEMBERS#{slug}#{generation}#{shard}"
+
+
+def member_shard(user_id: int) -> int:
+    return user_id % MEMBER_SHARDS
+
+
+def padded_user(user_id: int) -> str:
+    """19 digits: user ids sort numerically inside a sort key."""
+    return f"{user_id:019d}"
+
+
+class _TableMeta:
+    table_name = os.environ.get("TABLE_NAME", "segments")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+class CatalogIndex(GlobalSecondaryIndex["SegmentItem"]):
+    class Meta:
+        index_name = "gsi1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
+
+
+class SegmentItem(Model):
+    """pk=SEGMENT#{slug}, sk=META. Listed in the catalog (gsi1pk=CATALOG) only while active."""
+
+    class Meta(_TableMeta):
+        pass
+
+    ENTITY = "SEGMENT"
+    SK = "META"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    entity = UnicodeAttribute(default=ENTITY)
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
+    slug = UnicodeAttribute()
+    generation = NumberAttribute()
+    revision = NumberAttribute()
+    status = UnicodeAttribute()  # active | deleted
+    description = UnicodeAttribute(default="")
+    auto_percent = NumberAttribute(null=True)
+    exclusion_group = UnicodeAttribute(null=True)
+    bucket_start = NumberAttribute(null=True)
+    bucket_end = NumberAttribute(null=True)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    deleted_at = UnicodeAttribute(null=True)
+
+    catalog = CatalogIndex()
+
+
+class GenerationItem(Model):
+    """pk=SEGMENT#{slug}, sk=GEN#{generation}: a deleted generation and the progress of its clean-up.
+
+    Its stream records (cleanup=pending) drive the background clean-up, page after page.
+    """
+
+    class Meta(_TableMeta):
+        pass
+
+    ENTITY = "GENERATION"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    entity = UnicodeAttribute(default=ENTITY)
+    slug = UnicodeAttribute()
+    generation = NumberAttribute()
+    deleted_at = UnicodeAttribute()
+    exclusion_group = UnicodeAttribute(null=True)
+    cleanup = UnicodeAttribute()  # pending | done
+    next_shard = NumberAttribute(default=0)
+    cursor = UnicodeAttribute(null=True)
+    removed = NumberAttribute(default=0)
+
+
+class MembersIndex(GlobalSecondaryIndex["MembershipItem"]):
+    class Meta:
+        index_name = "gsi1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
+
+
+class MembershipItem(Model):
+    """pk=USER#{user_id}, sk=SEG#{slug}: a membership, an opt-out, or a short-lived tombstone.
+
+    Members and opt-outs are in the members index (gsi1pk=MEMBERS#{slug}#{generation}#{shard}).
+    """
+
+    class Meta(_TableMeta):
+        pass
+
+    ENTITY = "MEMBERSHIP"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    entity = UnicodeAttribute(default=ENTITY)
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
+    gsi2pk = UnicodeAttribute(null=True)
+    gsi2sk = UnicodeAttribute(null=True)
+    user_id = NumberAttribute()
+    slug = UnicodeAttribute()
+    generation = NumberAttribute()
+    state = UnicodeAttribute()
+    revision = NumberAttribute()
+    added_at = UnicodeAttribute(null=True)
+    expires_at = UnicodeAttribute(null=True)
+    ttl = NumberAttribute(null=True)  # DynamoDB TTL (epoch seconds)
+    change_op = UnicodeAttribute(null=True)
+    change_reason = UnicodeAttribute(null=True)
+    change_at = UnicodeAttribute(null=True)
+
+    members = MembersIndex()
+
+
+ALL_MODELS: tuple[type[Model], ...] = (SegmentItem, GenerationItem, MembershipItem)
+
+
+def bind_table(table_name: str) -> None:
+    """Point every model at the configured table (settings are read at cold start)."""
+    for model in ALL_MODELS:
+        model.Meta.table_name = table_name

@@ -1,0 +1,368 @@
+"""The only code that talks to DynamoDB: segments, memberships and clean-up pages over the single table."""
+
+import json
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
+
+from dal.entities import (
+    CATALOG,
+    GenerationItem,
+    MembershipItem,
+    SegmentItem,
+    generation_sk,
+    member_shard,
+    members_gsi1pk,
+    membership_sk,
+    padded_user,
+    segment_pk,
+    user_pk,
+)
+from models.domain import (
+    Change,
+    DeletedGeneration,
+    MembershipRecord,
+    MembershipState,
+    Operation,
+    Reason,
+    Segment,
+    UserUpdate,
+)
+from models.errors import ConcurrentChange, SegmentExists, ServiceBusy
+from shared.clock import from_stored, to_stored
+
+ACTIVE = "active"
+DELETED = "deleted"
+BUSY_CODES = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+
+
+class DynamoSegmentStore:
+    def __init__(self, region: str, tombstone_seconds: int) -> None:
+        self._connection = Connection(region=region)
+        self._tombstone = timedelta(seconds=tombstone_seconds)
+
+    # --- segments -------------------------------------------------------------------------------
+
+    def active_segments(self) -> list[Segment]:
+        """The whole catalog: one paginated Query of its index partition."""
+        return [_segment(item) for item in SegmentItem.catalog.query(CATALOG)]
+
+    def list_segments(self, limit: int, after_slug: str | None) -> tuple[list[Segment], bool]:
+        """A page of the catalog in slug order, and whether more follow."""
+        start = None
+        if after_slug is not None:
+            keys = {
+                "pk": segment_pk(after_slug),
+                "sk": SegmentItem.SK,
+                "gsi1pk": CATALOG,
+                "gsi1sk": after_slug,
+            }
+            start = {name: {"S": value} for name, value in keys.items()}
+        items = SegmentItem.catalog.query(CATALOG, limit=limit + 1, last_evaluated_key=start)
+        page = [_segment(item) for item in items]
+        return page[:limit], len(page) > limit
+
+    def find_segment(self, slug: str) -> tuple[Segment, bool] | None:
+        """The slug's latest generation and whether it is active, read consistently."""
+        try:
+            item = SegmentItem.get(segment_pk(slug), SegmentItem.SK, consistent_read=True)
+        except SegmentItem.DoesNotExist:
+            return None
+        return _segment(item), item.status == ACTIVE
+
+    def create_segment(self, segment: Segment, replaces_generation: int | None) -> None:
+        item = _segment_item(segment)
+        fresh = SegmentItem.pk.does_not_exist()
+        if replaces_generation is not None:
+            fresh = (SegmentItem.status == DELETED) & (SegmentItem.generation == replaces_generation)
+        try:
+            item.save(condition=fresh)
+        except PutError as error:
+            if _is_condition_failure(error):
+                raise SegmentExists(segment.slug) from error
+            _raise_if_busy(error)
+            raise
+
+    def save_segment(self, segment: Segment, expected_revision: int) -> None:
+        """Replace an active segment's fields; ConcurrentChange if it changed or went away meanwhile."""
+        try:
+            _segment_item(segment).save(condition=_is_current(segment.generation, expected_revision))
+        except PutError as error:
+            if _is_condition_failure(error):
+                raise ConcurrentChange([segment.slug]) from error
+            _raise_if_busy(error)
+            raise
+
+    def delete_segment(self, segment: Segment, deleted_at: datetime) -> None:
+        """Mark the generation deleted and record it for clean-up, in one transaction."""
+        at = to_stored(deleted_at)
+        generation = GenerationItem(
+            segment_pk(segment.slug),
+            generation_sk(segment.generation),
+            slug=segment.slug,
+            generation=segment.generation,
+            deleted_at=at,
+            exclusion_group=segment.exclusion_group,
+            cleanup="pending",
+        )
+        tombstone = _segment_item(segment)
+        tombstone.status = DELETED
+        tombstone.deleted_at = at
+        tombstone.updated_at = at
+        tombstone.revision = segment.revision + 1
+        tombstone.gsi1pk = None
+        tombstone.gsi1sk = None
+        self._transact(
+            lambda tx: (
+                tx.save(tombstone, condition=_is_current(segment.generation, segment.revision)),
+                tx.save(generation, condition=GenerationItem.pk.does_not_exist()),
+            ),
+            segment_slugs=[segment.slug],
+        )
+
+    # --- memberships ----------------------------------------------------------------------------
+
+    def user_records(self, user_id: int, consistent: bool = False) -> list[MembershipRecord]:
+        """Every membership item of a user: one Query of the user's partition."""
+        items = MembershipItem.query(
+            user_pk(user_id),
+            MembershipItem.sk.startswith("SEG#"),
+            consistent_read=consistent,
+        )
+        return [_record(item) for item in items]
+
+    def apply_user_update(self, update: UserUpdate) -> None:
+        """One TransactWriteItems: segment checks, then the membership puts and guards."""
+
+        def write(tx: TransactWrite) -> None:
+            for segment in update.segments:
+                tx.condition_check(
+                    SegmentItem,
+                    segment_pk(segment.slug),
+                    SegmentItem.SK,
+                    condition=_is_current(segment.generation, segment.revision),
+                )
+            for change in update.writes:
+                item = self._membership_item(change.record)
+                tx.save(item, condition=_at_revision(change.expected_revision))
+            for guard in update.guards:
+                tx.condition_check(
+                    MembershipItem,
+                    user_pk(guard.user_id),
+                    membership_sk(guard.slug),
+                    condition=_at_revision(guard.expected_revision),
+                )
+
+        self._transact(write, segment_slugs=[segment.slug for segment in update.segments])
+
+    # --- clean-up of deleted generations --------------------------------------------------------
+
+    def deleted_generation(self, slug: str, generation: int) -> DeletedGeneration | None:
+        try:
+            item = GenerationItem.get(segment_pk(slug), generation_sk(generation))
+        except GenerationItem.DoesNotExist:
+            return None
+        return _deleted_generation(item)
+
+    def members_page(
+        self, slug: str, generation: int, shard: int, cursor: str | None, limit: int
+    ) -> tuple[list[MembershipRecord], str | None]:
+        """One page of a generation's members and opt-outs in one shard of the members index."""
+        start = json.loads(cursor) if cursor else None
+        results = MembershipItem.members.query(
+            members_gsi1pk(slug, generation, shard), limit=limit, last_evaluated_key=start
+        )
+        records = [_record(item) for item in results]
+        last = results.last_evaluated_key
+        return records, json.dumps(last, sort_keys=True) if last else None
+
+    def end_membership(self, record: MembershipRecord, ended: MembershipRecord) -> bool:
+        """Replace a member with its tombstone if it is still the record read; False if it moved on."""
+        try:
+            self._membership_item(ended).save(condition=_at_revision(record.revision))
+        except PutError as error:
+            if _is_condition_failure(error):
+                return False
+            _raise_if_busy(error)
+            raise
+        return True
+
+    def drop_opt_out(self, record: MembershipRecord) -> None:
+        item = MembershipItem(user_pk(record.user_id), membership_sk(record.slug))
+        try:
+            item.delete(condition=_at_revision(record.revision))
+        except Exception as error:  # a newer write replaced it: nothing left to clean
+            if not _is_condition_failure(error):
+                _raise_if_busy(error)
+                raise
+
+    def save_cleanup_progress(
+        self, generation: DeletedGeneration, next_shard: int, cursor: str | None, removed: int, done: bool
+    ) -> None:
+        item = GenerationItem(segment_pk(generation.slug), generation_sk(generation.generation))
+        actions: list[Action] = [
+            GenerationItem.next_shard.set(next_shard),
+            GenerationItem.removed.set(removed),
+            GenerationItem.cleanup.set("done" if done else "pending"),
+            GenerationItem.cursor.set(cursor) if cursor else GenerationItem.cursor.remove(),
+        ]
+        try:
+            item.update(actions=actions)
+        except UpdateError as error:
+            _raise_if_busy(error)
+            raise
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def _membership_item(self, record: MembershipRecord) -> MembershipItem:
+        item = MembershipItem(
+            user_pk(record.user_id),
+            membership_sk(record.slug),
+            user_id=record.user_id,
+            slug=record.slug,
+            generation=record.generation,
+            state=record.state.value,
+            revision=record.revision,
+            added_at=_stored_or_none(record.added_at),
+            expires_at=_stored_or_none(record.expires_at),
+        )
+        if record.change is not None:
+            item.change_op = record.change.operation.value
+            item.change_reason = record.change.reason.value
+            item.change_at = to_stored(record.change.at)
+        if record.state is not MembershipState.REMOVED:
+            item.gsi1pk = members_gsi1pk(record.slug, record.generation, member_shard(record.user_id))
+            item.gsi1sk = padded_user(record.user_id)
+        if record.state is MembershipState.MEMBER and record.expires_at is not None:
+            item.ttl = math.ceil(record.expires_at.timestamp())
+            item.gsi2pk = f"EXPIRES#{record.expires_at:%Y-%m}#{member_shard(record.user_id)}"
+            item.gsi2sk = f"{to_stored(record.expires_at)}#{padded_user(record.user_id)}#{record.slug}"
+        if record.state is MembershipState.REMOVED and record.change is not None:
+            item.ttl = math.ceil((record.change.at + self._tombstone).timestamp())
+        return item
+
+    def _transact(self, write: Any, segment_slugs: list[str]) -> None:
+        try:
+            with TransactWrite(connection=self._connection) as tx:
+                write(tx)
+        except TransactWriteError as error:
+            reasons = [reason.code if reason else None for reason in error.cancellation_reasons]
+            if "ConditionalCheckFailed" in reasons:
+                failed = [slug for slug, code in zip(segment_slugs, reasons, strict=False) if code]
+                raise ConcurrentChange([s for s in failed if s]) from error
+            if (
+                "TransactionConflict" in reasons
+                or error.cause_response_code == "TransactionInProgressException"
+            ):
+                raise ConcurrentChange([]) from error
+            _raise_if_busy(error)
+            raise
+
+
+def _is_current(generation: int, revision: int) -> Condition:
+    return (
+        (SegmentItem.status == ACTIVE)
+        & (SegmentItem.generation == generation)
+        & (SegmentItem.revision == revision)
+    )
+
+
+def _at_revision(revision: int | None) -> Condition:
+    if revision is None:
+        return MembershipItem.pk.does_not_exist()
+    return MembershipItem.revision == revision
+
+
+def _is_condition_failure(error: Exception) -> bool:
+    return getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+def _raise_if_busy(error: Exception) -> None:
+    code = getattr(error, "cause_response_code", None)
+    if code in BUSY_CODES:
+        raise ServiceBusy("DynamoDB is throttling requests; try again shortly", retry_after=1) from error
+
+
+def _stored_or_none(moment: datetime | None) -> str | None:
+    return None if moment is None else to_stored(moment)
+
+
+def _time_or_none(text: str | None) -> datetime | None:
+    return None if text is None else from_stored(text)
+
+
+def _segment_item(segment: Segment) -> SegmentItem:
+    return SegmentItem(
+        segment_pk(segment.slug),
+        SegmentItem.SK,
+        gsi1pk=CATALOG,
+        gsi1sk=segment.slug,
+        slug=segment.slug,
+        generation=segment.generation,
+        revision=segment.revision,
+        status=ACTIVE,
+        description=segment.description,
+        auto_percent=segment.auto_percent,
+        exclusion_group=segment.exclusion_group,
+        bucket_start=segment.bucket_start,
+        bucket_end=segment.bucket_end,
+        created_at=to_stored(segment.created_at),
+        updated_at=to_stored(segment.updated_at),
+    )
+
+
+def _segment(item: SegmentItem) -> Segment:
+    return Segment(
+        slug=item.slug,
+        generation=int(item.generation),
+        revision=int(item.revision),
+        description=item.description or "",
+        created_at=from_stored(item.created_at),
+        updated_at=from_stored(item.updated_at),
+        auto_percent=None if item.auto_percent is None else int(item.auto_percent),
+        exclusion_group=item.exclusion_group,
+        bucket_start=None if item.bucket_start is None else int(item.bucket_start),
+        bucket_end=None if item.bucket_end is None else int(item.bucket_end),
+    )
+
+
+def _record(item: MembershipItem) -> MembershipRecord:
+    change = None
+    if item.change_op and item.change_reason and item.change_at:
+        change = Change(Operation(item.change_op), Reason(item.change_reason), from_stored(item.change_at))
+    return MembershipRecord(
+        user_id=int(item.user_id),
+        slug=item.slug,
+        generation=int(item.generation),
+        state=MembershipState(item.state),
+        revision=int(item.revision),
+        added_at=_time_or_none(item.added_at),
+        expires_at=_time_or_none(item.expires_at),
+        change=change,
+    )
+
+
+def _deleted_generation(item: GenerationItem) -> DeletedGeneration:
+    return DeletedGeneration(
+        slug=item.slug,
+        generation=int(item.generation),
+        deleted_at=from_stored(item.deleted_at),
+        exclusion_group=item.exclusion_group,
+    )
+
+
+def record_from_image(image: dict[str, Any]) -> MembershipRecord:
+    """A membership record from a stream image (DynamoDB JSON)."""
+    return _record(MembershipItem.from_raw_data(image))
+
+
+def cleanup_from_image(image: dict[str, Any]) -> tuple[DeletedGeneration, int, str | None, int]:
+    """A deleted generation and where its clean-up stands, from a stream image."""
+    item = GenerationItem.from_raw_data(image)
+    return _deleted_generation(item), int(item.next_shard or 0), item.cursor, int(item.removed or 0)

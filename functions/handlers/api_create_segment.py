@@ -1,0 +1,25 @@
+"""POST /segments"""
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.metrics import MetricUnit
+
+from dal.factory import get_store
+from logic.segments import NewSegment, create_segment
+from models.api import CreateSegmentRequest, segment_json
+from shared.clock import to_public, utc_now
+from shared.http import build_resolver, json_response, lambda_entry, parse_body
+from shared.observability import metrics
+
+app = build_resolver()
+
+
+@app.post("/segments")
+def create() -> Response:
+    request = parse_body(app.current_event, CreateSegmentRequest)
+    new = NewSegment(request.slug, request.description, request.auto_percent, request.exclusion_group)
+    segment = create_segment(get_store(), new, utc_now())
+    metrics.add_metric(name="SegmentCreated", unit=MetricUnit.Count, value=1)
+    return json_response(201, segment_json(segment, to_public), {"Location": f"/segments/{segment.slug}"})
+
+
+lambda_handler = lambda_entry(app)

@@ -1,0 +1,43 @@
+"""DynamoDB stream → removes the members of deleted segment generations, in the background."""
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from dal.entities import MEMBER_SHARDS
+from dal.factory import get_store
+from dal.repository import cleanup_from_image
+from logic.cleanup import Progress, clean_up_generation
+from shared.observability import logger, metrics, tracer
+
+SAFETY_MARGIN_MS = 30_000
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+
+
+@tracer.capture_method
+def clean_up(record: DynamoDBRecord, lambda_context: LambdaContext) -> None:
+    def time_left() -> bool:
+        return lambda_context.get_remaining_time_in_millis() > SAFETY_MARGIN_MS
+
+    image = record.raw_event["dynamodb"]["NewImage"]
+    generation, shard, cursor, removed = cleanup_from_image(image)
+    logger.info(
+        "cleaning up", extra={"slug": generation.slug, "generation": generation.generation, "shard": shard}
+    )
+    done = clean_up_generation(
+        get_store(), generation, Progress(shard, cursor, removed), MEMBER_SHARDS, time_left
+    )
+    metrics.add_metric(name="MembersRemoved", unit=MetricUnit.Count, value=done.removed - removed)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(
+        event=event, record_handler=clean_up, processor=processor, context=context
+    )

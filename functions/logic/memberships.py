@@ -1,0 +1,222 @@
+"""A user's segments: what they are now, and changing them all or nothing."""
+
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from logic.buckets import bucket_of
+from logic.catalog import SegmentCatalog
+from logic.ports import SegmentStore
+from models.domain import (
+    Change,
+    Membership,
+    MembershipGuard,
+    MembershipRecord,
+    MembershipState,
+    MembershipWrite,
+    Operation,
+    Reason,
+    Segment,
+    Source,
+    UserUpdate,
+)
+from models.errors import ConcurrentChange, InvalidRequest, SegmentsMissing, ServiceBusy
+
+MAX_EXPIRY = timedelta(days=3650)
+
+
+@dataclass(frozen=True)
+class SegmentAdd:
+    slug: str
+    ttl_seconds: int | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    user_id: int
+    added: list[str]
+    removed: list[str]
+    unchanged: list[str]
+    segments: list[str]
+
+
+@dataclass
+class _Plan:
+    writes: list[MembershipWrite] = field(default_factory=list)
+    guards: list[MembershipGuard] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+
+def active_memberships(
+    user_id: int, segments: dict[str, Segment], records: Iterable[MembershipRecord], now: datetime
+) -> list[Membership]:
+    """The user's active segments, sorted by slug: stored memberships of live generations plus buckets."""
+    by_slug = {record.slug: record for record in records}
+    buckets: dict[str, int] = {}
+    active = []
+    for slug in sorted(segments):
+        source = _source(segments[slug], by_slug.get(slug), user_id, now, buckets)
+        if source is None:
+            continue
+        record = by_slug.get(slug)
+        if source is Source.MANUAL and record is not None:
+            active.append(Membership(slug, source, record.added_at, record.expires_at))
+        else:
+            active.append(Membership(slug, source, None, None))
+    return active
+
+
+def user_segments(
+    store: SegmentStore, catalog: SegmentCatalog, user_id: int, now: datetime
+) -> list[Membership]:
+    """A warm read is one eventually consistent Query; the catalog comes from the container cache."""
+    return active_memberships(user_id, catalog.segments(), store.user_records(user_id), now)
+
+
+def add_and_remove_segments(
+    store: SegmentStore,
+    catalog: SegmentCatalog,
+    user_id: int,
+    adds: list[SegmentAdd],
+    removes: list[str],
+    now: datetime,
+    attempts: int,
+) -> UpdateResult:
+    """Apply every change or none. Conflicting writers are retried a bounded number of times."""
+    expiries = {add.slug: _expiry(add, now) for add in adds}
+    named = [add.slug for add in adds] + list(removes)
+    fresh = False
+    for attempt in range(attempts):
+        segments = _named_segments(catalog, named, fresh)
+        records = {record.slug: record for record in store.user_records(user_id, consistent=True)}
+        plan = _plan(user_id, segments, records, expiries, removes, now)
+        update = UserUpdate([segments[slug] for slug in named], plan.writes, plan.guards)
+        try:
+            store.apply_user_update(update)
+        except ConcurrentChange as change:
+            # A segment changed under a cached catalog, or another request wrote this user first.
+            fresh = fresh or bool(change.changed_segments)
+            time.sleep(random.uniform(0, 0.01 * 2**attempt))
+            continue
+        after = _records_after(records, plan.writes)
+        active = active_memberships(user_id, catalog.segments(), after.values(), now)
+        return UpdateResult(
+            user_id=user_id,
+            added=sorted(plan.added),
+            removed=sorted(plan.removed),
+            unchanged=sorted(plan.unchanged),
+            segments=[membership.slug for membership in active],
+        )
+    raise ServiceBusy(f"user {user_id} is being changed concurrently; try again", retry_after=1)
+
+
+def _named_segments(catalog: SegmentCatalog, named: list[str], fresh: bool) -> dict[str, Segment]:
+    """A cache miss is never trusted: a 404 is decided by a fresh read of the source of truth."""
+    segments = catalog.segments(fresh=fresh)
+    if not fresh and any(slug not in segments for slug in named):
+        segments = catalog.segments(fresh=True)
+    missing = sorted(slug for slug in named if slug not in segments)
+    if missing:
+        raise SegmentsMissing(missing)
+    return segments
+
+
+def _plan(
+    user_id: int,
+    segments: dict[str, Segment],
+    records: dict[str, MembershipRecord],
+    expiries: dict[str, datetime | None],
+    removes: list[str],
+    now: datetime,
+) -> _Plan:
+    plan = _Plan()
+    buckets: dict[str, int] = {}
+    for slug, expires_at in expiries.items():
+        segment, record = segments[slug], records.get(slug)
+        source = _source(segment, record, user_id, now, buckets)
+        revision = record.revision if record else None
+        next_revision = (revision or 0) + 1
+        if source is Source.MANUAL and record is not None:
+            kept = MembershipRecord(
+                user_id, slug, segment.generation, MembershipState.MEMBER, next_revision,
+                record.added_at, expires_at, record.change,
+            )  # fmt: skip
+            plan.writes.append(MembershipWrite(kept, revision))
+            plan.unchanged.append(slug)
+            continue
+        # Bucketed users become explicit members silently: they were in already, history has no row.
+        change = None if source is Source.AUTO else Change(Operation.ADD, Reason.MANUAL, now)
+        member = MembershipRecord(
+            user_id, slug, segment.generation, MembershipState.MEMBER, next_revision, now, expires_at, change
+        )
+        plan.writes.append(MembershipWrite(member, revision))
+        (plan.unchanged if source is Source.AUTO else plan.added).append(slug)
+    for slug in removes:
+        segment, record = segments[slug], records.get(slug)
+        source = _source(segment, record, user_id, now, buckets)
+        revision = record.revision if record else None
+        change = None if source is None else Change(Operation.REMOVE, Reason.MANUAL, now)
+        if segment.is_percentage and not (record is not None and record.is_opt_out_of(segment.generation)):
+            # Manual changes win over buckets: the opt-out is stored so later ramps keep the user out.
+            state = MembershipState.OPTED_OUT
+        elif source is Source.MANUAL:
+            state = MembershipState.REMOVED
+        else:
+            plan.guards.append(MembershipGuard(user_id, slug, revision))
+            plan.unchanged.append(slug)
+            continue
+        ended = MembershipRecord(
+            user_id, slug, segment.generation, state, (revision or 0) + 1,
+            record.added_at if record else None, None, change,
+        )  # fmt: skip
+        plan.writes.append(MembershipWrite(ended, revision))
+        (plan.unchanged if source is None else plan.removed).append(slug)
+    return plan
+
+
+def _source(
+    segment: Segment, record: MembershipRecord | None, user_id: int, now: datetime, buckets: dict[str, int]
+) -> Source | None:
+    """Why the user is in the segment right now, if they are: a stored membership wins over the bucket."""
+    if record is not None and record.is_opt_out_of(segment.generation):
+        return None
+    if record is not None and record.is_member_at(now, segment.generation):
+        return Source.MANUAL
+    if segment.is_percentage:
+        if segment.seed not in buckets:
+            buckets[segment.seed] = bucket_of(segment.seed, user_id)
+        if segment.holds_bucket(buckets[segment.seed]):
+            return Source.AUTO
+    return None
+
+
+def _expiry(add: SegmentAdd, now: datetime) -> datetime | None:
+    if add.ttl_seconds is not None:
+        return now + timedelta(seconds=add.ttl_seconds)
+    if add.expires_at is None:
+        return None
+    if add.expires_at <= now:
+        raise InvalidRequest(
+            "expires_at must be in the future",
+            errors=[{"field": f"add.{add.slug}.expires_at", "message": "must be in the future"}],
+        )
+    if add.expires_at > now + MAX_EXPIRY:
+        raise InvalidRequest(
+            "expires_at must be at most ten years ahead",
+            errors=[{"field": f"add.{add.slug}.expires_at", "message": "must be at most ten years ahead"}],
+        )
+    return add.expires_at
+
+
+def _records_after(
+    records: dict[str, MembershipRecord], writes: list[MembershipWrite]
+) -> dict[str, MembershipRecord]:
+    after = dict(records)
+    for write in writes:
+        after[write.record.slug] = write.record
+    return after

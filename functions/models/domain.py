@@ -1,0 +1,134 @@
+"""What the service stores and decides about, independent of any database."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+BUCKETS = 10_000  # bucket units: hundredths of a percent
+
+
+class MembershipState(StrEnum):
+    MEMBER = "member"
+    OPTED_OUT = "opted_out"  # an explicit remove of a percentage segment
+    REMOVED = "removed"  # a tombstone kept briefly so the stream can tell what ended
+
+
+class Operation(StrEnum):
+    ADD = "add"
+    REMOVE = "remove"
+
+
+class Reason(StrEnum):
+    MANUAL = "manual"
+    AUTO = "auto"
+    TTL_EXPIRED = "ttl_expired"
+    SEGMENT_DELETED = "segment_deleted"
+
+
+class Source(StrEnum):
+    MANUAL = "manual"
+    AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Segment:
+    slug: str
+    generation: int
+    description: str
+    created_at: datetime
+    updated_at: datetime
+    revision: int = 1  # bumped by every change of the segment; writes are conditional on it
+    auto_percent: int | None = None  # bucket units, 1000 == 10 %
+    exclusion_group: str | None = None
+    bucket_start: int | None = None
+    bucket_end: int | None = None
+
+    @property
+    def seed(self) -> str:
+        return self.exclusion_group or self.slug
+
+    @property
+    def is_percentage(self) -> bool:
+        return self.bucket_start is not None and self.bucket_end is not None
+
+    def holds_bucket(self, bucket: int) -> bool:
+        if self.bucket_start is None or self.bucket_end is None:
+            return False
+        return self.bucket_start <= bucket < self.bucket_end
+
+
+@dataclass(frozen=True)
+class Change:
+    """A membership change that history must show, carried on the item that made it."""
+
+    operation: Operation
+    reason: Reason
+    at: datetime
+
+
+@dataclass(frozen=True)
+class MembershipRecord:
+    """The one stored item per (user, slug): a membership, an opt-out or a tombstone."""
+
+    user_id: int
+    slug: str
+    generation: int
+    state: MembershipState
+    revision: int
+    added_at: datetime | None = None
+    expires_at: datetime | None = None
+    change: Change | None = None
+
+    def is_member_at(self, now: datetime, generation: int) -> bool:
+        return (
+            self.state is MembershipState.MEMBER
+            and self.generation == generation
+            and (self.expires_at is None or now < self.expires_at)
+        )
+
+    def is_opt_out_of(self, generation: int) -> bool:
+        return self.state is MembershipState.OPTED_OUT and self.generation == generation
+
+
+@dataclass(frozen=True)
+class Membership:
+    """One active segment of a user, as GET /users/{id}/segments shows it."""
+
+    slug: str
+    source: Source
+    added_at: datetime | None
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DeletedGeneration:
+    slug: str
+    generation: int
+    deleted_at: datetime
+    exclusion_group: str | None = None
+
+
+@dataclass(frozen=True)
+class MembershipWrite:
+    """Replace the (user, slug) item with `record`, only if it is still at `expected_revision`."""
+
+    record: MembershipRecord
+    expected_revision: int | None  # None: the item must not exist
+
+
+@dataclass(frozen=True)
+class MembershipGuard:
+    """A slug the update leaves alone: it must still be as read, so the answer stays true."""
+
+    user_id: int
+    slug: str
+    expected_revision: int | None
+
+
+@dataclass(frozen=True)
+class UserUpdate:
+    """One all-or-nothing write: every segment still at its revision, every item as read."""
+
+    segments: list[Segment]
+    writes: list[MembershipWrite]
+    guards: list[MembershipGuard]
