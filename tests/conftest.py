@@ -23,6 +23,7 @@ os.environ.update(
         "POWERTOOLS_SERVICE_NAME": "segments",
         "POWERTOOLS_METRICS_NAMESPACE": "Segments",
         "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_DEV": "false",
     }
 )
@@ -36,9 +37,11 @@ def aws() -> Iterator[None]:
     from moto import mock_aws
 
     from dal import entities, factory
+    from local.atomic_moto import make_dynamodb_requests_atomic
     from shared import settings
     from tests.support.table import create_table
 
+    make_dynamodb_requests_atomic()
     with mock_aws():
         create_table(boto3.client("dynamodb"), TABLE)
         boto3.client("s3").create_bucket(Bucket=BUCKET)
@@ -48,9 +51,5 @@ def aws() -> Iterator[None]:
 
 
 def _forget_containers(entities: object, factory: object, settings: object) -> None:
-    """A new test is a new container: settings, store, catalog and connections are built again."""
-    settings.get_settings.cache_clear()  # type: ignore[attr-defined]
-    factory.get_store.cache_clear()  # type: ignore[attr-defined]
+    """A new test sees a fresh catalog; clients are kept, as moto intercepts them in every test."""
     factory.get_catalog.cache_clear()  # type: ignore[attr-defined]
-    for model in entities.ALL_MODELS:  # type: ignore[attr-defined]
-        model._connection = None

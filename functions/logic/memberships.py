@@ -104,7 +104,7 @@ def add_and_remove_segments(
             time.sleep(random.uniform(0, 0.01 * 2**attempt))
             continue
         after = _records_after(records, plan.writes)
-        active = active_memberships(user_id, catalog.segments(), after.values(), now)
+        active = active_memberships(user_id, segments, after.values(), now)
         return UpdateResult(
             user_id=user_id,
             added=sorted(plan.added),
@@ -141,6 +141,10 @@ def _plan(
         source = _source(segment, record, user_id, now, buckets)
         revision = record.revision if record else None
         next_revision = (revision or 0) + 1
+        if source is Source.MANUAL and record is not None and record.expires_at == expires_at:
+            plan.guards.append(MembershipGuard(user_id, slug, revision))
+            plan.unchanged.append(slug)
+            continue
         if source is Source.MANUAL and record is not None:
             kept = MembershipRecord(
                 user_id, slug, segment.generation, MembershipState.MEMBER, next_revision,

@@ -2,11 +2,11 @@
 
 import re
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 
+from logic.buckets import percent_to_units, units_to_percent
 from models.domain import Membership, Segment
 from models.errors import InvalidRequest
 
@@ -24,22 +24,9 @@ Description = Annotated[StrictStr, Field(max_length=MAX_DESCRIPTION)]
 
 def percent_units(value: Any) -> int:
     """0..100 with at most two decimals, as bucket units (hundredths of a percent)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not isinstance(value, int | float) or isinstance(value, bool):
         raise ValueError("must be a number from 0 to 100")
-    try:
-        exact = Decimal(str(value))
-    except InvalidOperation as error:
-        raise ValueError("must be a number from 0 to 100") from error
-    if not exact.is_finite() or exact < 0 or exact > 100:
-        raise ValueError("must be a number from 0 to 100")
-    units = exact * 100
-    if units != units.to_integral_value():
-        raise ValueError("must have at most two decimals")
-    return int(units)
-
-
-def units_to_percent(units: int) -> int | float:
-    return units // 100 if units % 100 == 0 else units / 100
+    return percent_to_units(value)
 
 
 class StrictModel(BaseModel):

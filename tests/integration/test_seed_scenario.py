@@ -12,7 +12,9 @@ def test_seed_users_have_exactly_the_segments_they_were_given(seeded: Api) -> No
 
 def test_update_answers_added_removed_unchanged_and_the_new_set(seeded: Api) -> None:
     answer = seeded.change_user(
-        1000, add=["AVITO_VOICE_MESSAGES", "AVITO_DISCOUNT_50"], remove=["AVITO_DISCOUNT_30", "AVITO_PERFORMANCE_VAS"]
+        1000,
+        add=["AVITO_VOICE_MESSAGES", "AVITO_DISCOUNT_50"],
+        remove=["AVITO_DISCOUNT_30", "AVITO_PERFORMANCE_VAS"],
     )
     assert answer.status == 200
     assert answer.body == {

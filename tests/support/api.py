@@ -16,7 +16,7 @@ class FakeContext:
     aws_request_id: str = "00000000-0000-0000-0000-000000000000"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 10_000
+        return 300_000  # the longest timeout in template.yaml
 
 
 @dataclass
@@ -63,7 +63,9 @@ class Api:
     def delete_segment(self, slug: str) -> Answer:
         return call("api_delete_segment", path={"slug": slug})
 
-    def change_user(self, user_id: int | str, add: list[Any] | None = None, remove: list[str] | None = None) -> Answer:
+    def change_user(
+        self, user_id: int | str, add: list[Any] | None = None, remove: list[str] | None = None
+    ) -> Answer:
         body: dict[str, Any] = {}
         if add is not None:
             body["add"] = add

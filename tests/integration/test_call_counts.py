@@ -1,0 +1,74 @@
+"""The DynamoDB calls each route makes, counted, not guessed (the closing note quotes these)."""
+
+import json
+import os
+from collections import Counter
+
+import pytest
+
+from dal.factory import get_catalog
+from tests.support.api import Api
+from tests.support.calls import counting_calls
+
+
+@pytest.fixture
+def warm_catalog(monkeypatch: pytest.MonkeyPatch, seeded: Api) -> Api:
+    """A container whose catalog cache is on (30 s, as deployed) and already loaded."""
+    from shared import settings
+
+    monkeypatch.setenv("CATALOG_CACHE_SECONDS", "30")
+    settings.get_settings.cache_clear()
+    get_catalog.cache_clear()
+    get_catalog().segments()
+    yield seeded
+    settings.get_settings.cache_clear()
+    get_catalog.cache_clear()
+
+
+def test_warm_read_is_one_query(warm_catalog: Api) -> None:
+    with counting_calls() as calls:
+        assert warm_catalog.segments_of(1000) == [
+            "AVITO_DISCOUNT_30",
+            "AVITO_PERFORMANCE_VAS",
+            "AVITO_VOICE_MESSAGES",
+        ]
+    assert calls == Counter({"Query": 1})
+
+
+def test_warm_update_is_one_query_and_one_transaction(warm_catalog: Api) -> None:
+    with counting_calls() as calls:
+        assert (
+            warm_catalog.change_user(1004, add=["AVITO_DISCOUNT_30"], remove=["AVITO_DISCOUNT_50"]).status
+            == 200
+        )
+    assert calls == Counter({"Query": 1, "TransactWriteItems": 1})
+
+
+def test_cold_update_reads_the_catalog_once_more(seeded: Api) -> None:
+    get_catalog.cache_clear()
+    with counting_calls() as calls:
+        assert seeded.change_user(1004, add=["AVITO_DISCOUNT_30"]).status == 200
+    assert calls == Counter({"Query": 2, "TransactWriteItems": 1})
+
+
+def test_segment_routes(api: Api) -> None:
+    counts = {}
+    for name, action in [
+        ("POST /segments", lambda: api.create_segment("A")),
+        ("GET /segments", lambda: api.list_segments()),
+        ("GET /segments/{slug}", lambda: api.get_segment("A")),
+        ("PATCH /segments/{slug}", lambda: api.patch_segment("A", description="x")),
+        ("DELETE /segments/{slug}", lambda: api.delete_segment("A")),
+    ]:
+        with counting_calls() as calls:
+            assert action().status < 300
+        counts[name] = dict(calls)
+    assert counts == {
+        "POST /segments": {"GetItem": 1, "PutItem": 1},
+        "GET /segments": {"Query": 1},
+        "GET /segments/{slug}": {"GetItem": 1},
+        "PATCH /segments/{slug}": {"GetItem": 1, "PutItem": 1},
+        "DELETE /segments/{slug}": {"GetItem": 1, "TransactWriteItems": 1},
+    }
+    if os.environ.get("SEGMENTS_PRINT_CALLS"):
+        print(json.dumps(counts, indent=2))

@@ -1,0 +1,26 @@
+"""The named statements of sql/queries.sql, as a dict name -> SQL, for the SQL tests."""
+
+import re
+from pathlib import Path
+
+QUERIES_FILE = Path(__file__).resolve().parents[2] / "sql" / "queries.sql"
+_HEADER = re.compile(r"^--[ \t]*name:[ \t]*([a-z_][a-z0-9_]*)[ \t]*$", re.MULTILINE)
+
+
+def load_queries(path: Path = QUERIES_FILE) -> dict[str, str]:
+    """Each `-- name: x` header and the lines up to the next one; whole-line comments dropped.
+
+    Comments go because psycopg reads every %(...)s, even inside them. Text before the first
+    header is the file's preamble. A name twice or a header without SQL is an error.
+    """
+    _preamble, *named = _HEADER.split(path.read_text(encoding="utf-8"))
+    queries: dict[str, str] = {}
+    for name, chunk in zip(named[::2], named[1::2], strict=True):
+        lines = [line.rstrip() for line in chunk.splitlines()]
+        sql = "\n".join(line for line in lines if line.strip() and not line.lstrip().startswith("--"))
+        if not sql:
+            raise ValueError(f"{path}: statement {name!r} has no SQL")
+        if name in queries:
+            raise ValueError(f"{path}: statement {name!r} is named twice")
+        queries[name] = sql
+    return queries
