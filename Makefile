@@ -34,7 +34,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 typecheck: venv
-	$(VENV)/bin/mypy functions local tests benchmarks
+	$(VENV)/bin/mypy functions local tests
 
 test: venv sam-venv lint typecheck
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(VENV)/bin/pytest -n 2 --dist loadgroup
