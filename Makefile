@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP_QUIET := --quiet --disable-pip-version-check
 PORT ?= 3000
 
-.PHONY: help venv sam-venv lint typecheck unit test run invoke-monthly sam-validate sam-build bench clean
+.PHONY: help venv sam-venv lint typecheck unit test run sam-validate sam-build bench clean
 
 help:
 	@echo "make run    start the whole service at http://127.0.0.1:$(PORT)"

@@ -3,6 +3,7 @@
 import json
 import os
 from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 
@@ -12,7 +13,7 @@ from tests.support.calls import counting_calls
 
 
 @pytest.fixture
-def warm_catalog(monkeypatch: pytest.MonkeyPatch, seeded: Api) -> Api:
+def warm_catalog(monkeypatch: pytest.MonkeyPatch, seeded: Api) -> Iterator[Api]:
     """A container whose catalog cache is on (30 s, as deployed) and already loaded."""
     from shared import settings
 

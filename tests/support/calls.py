@@ -18,8 +18,8 @@ def counting_calls() -> Iterator[Counter[str]]:
         counts[operation_name] += 1
         return original(self, operation_name, api_params)
 
-    BaseClient._make_api_call = counted  # type: ignore[method-assign]
+    BaseClient._make_api_call = counted
     try:
         yield counts
     finally:
-        BaseClient._make_api_call = original  # type: ignore[method-assign]
+        BaseClient._make_api_call = original
