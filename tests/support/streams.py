@@ -3,11 +3,12 @@
 import importlib
 import json
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import boto3
 
+from local.event_filters import matches_any
+from local.stream_records import lambda_record
 from tests.support.api import FakeContext
 from tests.support.table import load_yaml_template
 
@@ -34,23 +35,11 @@ class StreamTap:
                 for record in page["Records"]:
                     if record["dynamodb"]["SequenceNumber"] not in self._seen:
                         self._seen.add(record["dynamodb"]["SequenceNumber"])
-                        found.append(_as_lambda_record(record, self._arn))
+                        found.append(lambda_record(record, self._arn, deleted_by_ttl=False))
                 if not page["Records"]:
                     break
                 iterator = page.get("NextShardIterator")
         return found
-
-
-def _as_lambda_record(record: Record, arn: str) -> Record:
-    converted = json.loads(json.dumps(record, default=_plain))
-    converted["eventSourceARN"] = arn
-    return converted
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return int(value.timestamp())
-    raise TypeError(type(value))
 
 
 def template_filter(function_logical_id: str) -> Callable[[Record], bool]:
@@ -63,23 +52,7 @@ def template_filter(function_logical_id: str) -> Callable[[Record], bool]:
         if event["Type"] == "DynamoDB"
         for item in event["Properties"].get("FilterCriteria", {}).get("Filters", [])
     ]
-    return lambda record: not patterns or any(_matches(pattern, record) for pattern in patterns)
-
-
-def _matches(pattern: Any, value: Any) -> bool:
-    if isinstance(pattern, dict):
-        return isinstance(value, dict) and all(
-            key in value and _matches(sub, value[key]) for key, sub in pattern.items()
-        )
-    if isinstance(pattern, list):
-        return any(_matches_one(option, value) for option in pattern)
-    return bool(pattern == value)
-
-
-def _matches_one(option: Any, value: Any) -> bool:
-    if isinstance(option, dict) and "prefix" in option:
-        return isinstance(value, str) and value.startswith(option["prefix"])
-    return bool(option == value)
+    return lambda record: not patterns or matches_any(patterns, record)
 
 
 def deliver(
