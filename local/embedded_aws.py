@@ -83,15 +83,19 @@ class EmbeddedAws:
         return self.create_table(stack.table)
 
     def create_table(self, table: TableSpec) -> str:
-        dynamodb = self.client("dynamodb")
-        arguments = {key: table.properties[key] for key in _TABLE_KEYS if key in table.properties}
-        stream = arguments.get("StreamSpecification")
-        if stream is not None:
-            arguments["StreamSpecification"] = {"StreamEnabled": True, **stream}
-        description = dynamodb.create_table(TableName=table.name, **arguments)["TableDescription"]
-        if table.ttl_attribute:
-            dynamodb.update_time_to_live(
-                TableName=table.name,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
-            )
-        return str(description.get("LatestStreamArn", ""))
+        return create_table(self.client("dynamodb"), table)
+
+
+def create_table(dynamodb: Any, table: TableSpec) -> str:
+    """Create the table from its template definition (keys, indexes, stream, TTL); returns the stream ARN."""
+    arguments = {key: table.properties[key] for key in _TABLE_KEYS if key in table.properties}
+    stream = arguments.get("StreamSpecification")
+    if stream is not None:
+        arguments["StreamSpecification"] = {"StreamEnabled": True, **stream}
+    description = dynamodb.create_table(TableName=table.name, **arguments)["TableDescription"]
+    if table.ttl_attribute:
+        dynamodb.update_time_to_live(
+            TableName=table.name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
+        )
+    return str(description.get("LatestStreamArn", ""))
