@@ -37,6 +37,18 @@ def member_shard(user_id: int) -> int:
     return user_id % MEMBER_SHARDS
 
 
+def history_sk(at: str, slug: str, operation: str) -> str:
+    return f"HIST#{at}#{slug}#{operation}"
+
+
+def history_month_pk(month: str, shard: int) -> str:
+    return f"HISTORY#{month}#{shard}"
+
+
+def expiry_month_pk(month: str, shard: int) -> str:
+    return f"EXPIRES#{month}#{shard}"
+
+
 def padded_user(user_id: int) -> str:
     """19 digits: user ids sort numerically inside a sort key."""
     return f"{user_id:019d}"
@@ -110,6 +122,24 @@ class GenerationItem(Model):
     removed = NumberAttribute(default=0)
 
 
+class MonthIndex(GlobalSecondaryIndex["HistoryItem"]):
+    class Meta:
+        index_name = "gsi2"
+        projection = AllProjection()
+
+    gsi2pk = UnicodeAttribute(hash_key=True)
+    gsi2sk = UnicodeAttribute(range_key=True)
+
+
+class ExpiryIndex(GlobalSecondaryIndex["MembershipItem"]):
+    class Meta:
+        index_name = "gsi2"
+        projection = AllProjection()
+
+    gsi2pk = UnicodeAttribute(hash_key=True)
+    gsi2sk = UnicodeAttribute(range_key=True)
+
+
 class MembersIndex(GlobalSecondaryIndex["MembershipItem"]):
     class Meta:
         index_name = "gsi1"
@@ -150,9 +180,36 @@ class MembershipItem(Model):
     change_at = UnicodeAttribute(null=True)
 
     members = MembersIndex()
+    expiries = ExpiryIndex()
 
 
-ALL_MODELS: tuple[type[Model], ...] = (SegmentItem, GenerationItem, MembershipItem)
+class HistoryItem(Model):
+    """pk=USER#{user_id}, sk=HIST#{at}#{slug}#{operation}: one membership change, written once per change.
+
+    gsi2 (HISTORY#{YYYY-MM}#{shard}) serves a month of all users without a hot partition.
+    """
+
+    class Meta(_TableMeta):
+        pass
+
+    ENTITY = "HISTORY"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    entity = UnicodeAttribute(default=ENTITY)
+    gsi2pk = UnicodeAttribute()
+    gsi2sk = UnicodeAttribute()
+    user_id = NumberAttribute()
+    slug = UnicodeAttribute()
+    generation = NumberAttribute(null=True)
+    operation = UnicodeAttribute()
+    reason = UnicodeAttribute()
+    at = UnicodeAttribute()
+
+    months = MonthIndex()
+
+
+ALL_MODELS: tuple[type[Model], ...] = (SegmentItem, GenerationItem, MembershipItem, HistoryItem)
 
 
 def bind_table(table_name: str) -> None:

@@ -16,6 +16,7 @@ from dal.entities import (
     GenerationItem,
     MembershipItem,
     SegmentItem,
+    expiry_month_pk,
     generation_sk,
     member_shard,
     members_gsi1pk,
@@ -241,7 +242,7 @@ class DynamoSegmentStore:
             item.gsi1sk = padded_user(record.user_id)
         if record.state is MembershipState.MEMBER and record.expires_at is not None:
             item.ttl = math.ceil(record.expires_at.timestamp())
-            item.gsi2pk = f"EXPIRES#{record.expires_at:%Y-%m}#{member_shard(record.user_id)}"
+            item.gsi2pk = expiry_month_pk(f"{record.expires_at:%Y-%m}", member_shard(record.user_id))
             item.gsi2sk = f"{to_stored(record.expires_at)}#{padded_user(record.user_id)}#{record.slug}"
         if record.state is MembershipState.REMOVED and record.change is not None:
             item.ttl = math.ceil((record.change.at + self._tombstone).timestamp())

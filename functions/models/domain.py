@@ -132,3 +132,14 @@ class UserUpdate:
     segments: list[Segment]
     writes: list[MembershipWrite]
     guards: list[MembershipGuard]
+
+
+@dataclass(frozen=True, order=True)
+class HistoryRow:
+    """One line of the history report. Field order is the report's sort order (SPEC: time, user, slug)."""
+
+    at: datetime
+    user_id: int
+    slug: str
+    operation: Operation
+    reason: Reason
