@@ -5,11 +5,13 @@ See docs/data-model.md for the access patterns each key and index serves.
 
 import os
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute, UnicodeSetAttribute
+from pynamodb.connection import Connection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 CATALOG = "CATALOG"
+RULES = "RULES"  # gsi1 partition of every rule change, read whole by per-user history reports
 MEMBER_SHARDS = 8  # spreads a big segment's members over GSI partitions; clean-up reads each shard
 
 
@@ -27,6 +29,18 @@ def membership_sk(slug: str) -> str:
 
 def generation_sk(generation: int) -> str:
     return f"GEN#{generation:010d}"
+
+
+def group_pk(name: str) -> str:
+    return f"GROUP#{name}"
+
+
+def rule_sk(at: str, generation: int) -> str:
+    return f"RULE#{at}#{generation:010d}"
+
+
+def rules_gsi1sk(at: str, slug: str) -> str:
+    return f"{at}#{slug}"
 
 
 def members_gsi1pk(slug: str, generation: int, shard: int) -> str:
@@ -122,6 +136,61 @@ class GenerationItem(Model):
     removed = NumberAttribute(default=0)
 
 
+class GroupItem(Model):
+    """pk=GROUP#{name}, sk=META: the ranges of an exclusion group's live segments.
+
+    Written in the same transaction as the segment it changes, conditional on `revision`, so two
+    concurrent creates or raises in one group can never take overlapping ranges.
+    """
+
+    class Meta(_TableMeta):
+        pass
+
+    ENTITY = "GROUP"
+    SK = "META"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    entity = UnicodeAttribute(default=ENTITY)
+    name = UnicodeAttribute()
+    revision = NumberAttribute()
+    ranges = UnicodeAttribute()  # JSON {"SLUG": [start, end]} in bucket units
+
+
+class RulesIndex(GlobalSecondaryIndex["RuleChangeItem"]):
+    class Meta:
+        index_name = "gsi1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
+
+
+class RuleChangeItem(Model):
+    """pk=SEGMENT#{slug}, sk=RULE#{at}#{generation}: a percentage rule a generation started to hold
+    (no range: the rule ended or the segment was deleted). gsi1 (RULES / {at}#{slug}) lists them all."""
+
+    class Meta(_TableMeta):
+        pass
+
+    ENTITY = "RULE"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    entity = UnicodeAttribute(default=ENTITY)
+    gsi1pk = UnicodeAttribute()
+    gsi1sk = UnicodeAttribute()
+    slug = UnicodeAttribute()
+    generation = NumberAttribute()
+    seed = UnicodeAttribute()
+    bucket_start = NumberAttribute(null=True)
+    bucket_end = NumberAttribute(null=True)
+    at = UnicodeAttribute()
+    deleted = BooleanAttribute(default=False)
+
+    rules = RulesIndex()
+
+
 class MonthIndex(GlobalSecondaryIndex["HistoryItem"]):
     class Meta:
         index_name = "gsi2"
@@ -178,6 +247,9 @@ class MembershipItem(Model):
     change_op = UnicodeAttribute(null=True)
     change_reason = UnicodeAttribute(null=True)
     change_at = UnicodeAttribute(null=True)
+    # QuietChange entries "{at}|{generation}|{state}" (text order is time order); an item holding
+    # any is never deleted, see docs/percentage-segments.md.
+    quiet = UnicodeSetAttribute(null=True)
 
     members = MembersIndex()
     expiries = ExpiryIndex()
@@ -201,7 +273,6 @@ class HistoryItem(Model):
     gsi2sk = UnicodeAttribute()
     user_id = NumberAttribute()
     slug = UnicodeAttribute()
-    generation = NumberAttribute(null=True)
     operation = UnicodeAttribute()
     reason = UnicodeAttribute()
     at = UnicodeAttribute()
@@ -209,10 +280,57 @@ class HistoryItem(Model):
     months = MonthIndex()
 
 
-ALL_MODELS: tuple[type[Model], ...] = (SegmentItem, GenerationItem, MembershipItem, HistoryItem)
+class ReportRequestItem(Model):
+    """pk=REPORT#{object key}, sk=REQUEST: a report to finish in the background (its stream record
+    with status=pending starts the report worker)."""
+
+    class Meta(_TableMeta):
+        pass
+
+    ENTITY = "REPORT_REQUEST"
+    SK = "REQUEST"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    entity = UnicodeAttribute(default=ENTITY)
+    key = UnicodeAttribute()
+    period = UnicodeAttribute()
+    user_id = NumberAttribute(null=True)
+    status = UnicodeAttribute()  # pending | done
+    requested_at = UnicodeAttribute()
+    ttl = NumberAttribute()
+
+
+def report_request_pk(object_key: str) -> str:
+    return f"REPORT#{object_key}"
+
+
+ALL_MODELS: tuple[type[Model], ...] = (
+    SegmentItem,
+    GenerationItem,
+    GroupItem,
+    RuleChangeItem,
+    MembershipItem,
+    HistoryItem,
+    ReportRequestItem,
+)
 
 
 def bind_table(table_name: str) -> None:
-    """Point every model at the configured table (settings are read at cold start)."""
+    """Point every model at the configured table (settings are read at cold start), through one connection.
+
+    pynamodb gives each model a connection with a botocore session of its own, and each session loads
+    the DynamoDB service model again: a fifth of a cold start for every further model a function uses.
+    The models are views of one physical table, so the shared connection carries the widest schema.
+    """
     for model in ALL_MODELS:
         model.Meta.table_name = table_name
+    widest = max(ALL_MODELS, key=lambda model: len(model._get_schema()["global_secondary_indexes"]))
+    shared = widest._get_connection().connection
+    for model in ALL_MODELS:
+        model._get_connection().connection = shared
+
+
+def shared_connection() -> Connection:
+    """The one pynamodb connection every model uses once bind_table has run."""
+    return SegmentItem._get_connection().connection

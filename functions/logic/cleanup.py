@@ -14,7 +14,7 @@ from models.domain import (
     Reason,
 )
 
-PAGE_SIZE = 200
+PAGE_SIZE = 1000  # DynamoDB pages stop at 1 MB anyway; fewer, larger pages mean fewer index reads
 PARALLEL_WRITES = 8
 
 
@@ -75,7 +75,8 @@ def clean_up_generation(
 
 def _end(store: CleanupStore, record: MembershipRecord, generation: DeletedGeneration) -> int:
     if record.state is MembershipState.OPTED_OUT:
-        store.drop_opt_out(record)
+        if not record.quiet:  # quiet changes are history: that item is kept (reads ignore old generations)
+            store.drop_opt_out(record)
         return 0
     if record.state is MembershipState.MEMBER:
         return int(store.end_membership(record, ended_by_deletion(record, generation)))

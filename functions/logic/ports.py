@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Protocol
 
-from models.domain import MembershipRecord, Segment, UserUpdate
+from models.domain import GroupAllocation, MembershipRecord, RuleChange, Segment, UserUpdate
 
 
 class SegmentStore(Protocol):
@@ -13,11 +13,33 @@ class SegmentStore(Protocol):
 
     def find_segment(self, slug: str) -> tuple[Segment, bool] | None: ...
 
-    def create_segment(self, segment: Segment, replaces_generation: int | None) -> None: ...
+    def find_group(self, name: str) -> GroupAllocation: ...
 
-    def save_segment(self, segment: Segment, expected_revision: int) -> None: ...
+    def create_segment(
+        self,
+        segment: Segment,
+        replaces_generation: int | None,
+        rule: RuleChange | None = None,
+        group: GroupAllocation | None = None,
+    ) -> None: ...
 
-    def delete_segment(self, segment: Segment, deleted_at: datetime) -> None: ...
+    def save_segment(
+        self,
+        segment: Segment,
+        expected_revision: int,
+        rule: RuleChange | None = None,
+        group: GroupAllocation | None = None,
+    ) -> None: ...
+
+    def delete_segment(
+        self,
+        segment: Segment,
+        deleted_at: datetime,
+        rule: RuleChange | None = None,
+        group: GroupAllocation | None = None,
+    ) -> None: ...
+
+    def rule_changes(self) -> list[RuleChange]: ...
 
     def user_records(self, user_id: int, consistent: bool = False) -> list[MembershipRecord]: ...
 

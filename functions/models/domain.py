@@ -78,6 +78,8 @@ class MembershipRecord:
     added_at: datetime | None = None
     expires_at: datetime | None = None
     change: Change | None = None
+    # Explicit changes that wrote no history row (see QuietChange); carried by every later write.
+    quiet: tuple["QuietChange", ...] = ()
 
     def is_member_at(self, now: datetime, generation: int) -> bool:
         return (
@@ -88,6 +90,64 @@ class MembershipRecord:
 
     def is_opt_out_of(self, generation: int) -> bool:
         return self.state is MembershipState.OPTED_OUT and self.generation == generation
+
+
+@dataclass(frozen=True)
+class QuietChange:
+    """An explicit change that changed nothing a client sees, so history has no row for it: an `add`
+    of a user the bucket already held (now `member`), or a `remove` of one it did not (`opted_out`).
+
+    Per-user `auto` history needs to know when the bucket stopped deciding for the user
+    (docs/percentage-segments.md), so the membership item keeps these for good.
+    """
+
+    slug: str
+    generation: int
+    state: MembershipState  # MEMBER or OPTED_OUT
+    at: datetime
+
+
+@dataclass(frozen=True)
+class RuleChange:
+    """A percentage rule a segment generation started to hold at `at`: buckets [start, end) of `seed`.
+
+    No range (both None) means the generation holds no rule from then on: PATCH auto_percent=null,
+    or the segment was deleted (`deleted`; written for every deletion, percentage or not, so
+    generation boundaries are known).
+    """
+
+    slug: str
+    generation: int
+    seed: str
+    bucket_start: int | None
+    bucket_end: int | None
+    at: datetime
+    deleted: bool = False
+
+    def holds_bucket(self, bucket: int) -> bool:
+        if self.bucket_start is None or self.bucket_end is None:
+            return False
+        return self.bucket_start <= bucket < self.bucket_end
+
+
+@dataclass(frozen=True)
+class GroupAllocation:
+    """The ranges the live segments of one exclusion group hold, and the revision writes are
+    conditional on (0: the group has no item yet)."""
+
+    name: str
+    ranges: dict[str, tuple[int, int]]
+    revision: int = 0
+
+    def taken(self, except_slug: str | None = None) -> list[tuple[int, int]]:
+        return [bucket_range for slug, bucket_range in self.ranges.items() if slug != except_slug]
+
+    def with_range(self, slug: str, bucket_range: tuple[int, int] | None) -> "GroupAllocation":
+        """The next revision, with `slug` holding `bucket_range` (None: freed)."""
+        ranges = {name: held for name, held in self.ranges.items() if name != slug}
+        if bucket_range is not None:
+            ranges[slug] = bucket_range
+        return GroupAllocation(self.name, ranges, self.revision + 1)
 
 
 @dataclass(frozen=True)
