@@ -1,6 +1,7 @@
 # segments: the two commands a newcomer needs are `make run` and `make test`.
 SHELL := /bin/bash
-PYTHON ?= python3
+# Lambda runs python3.12 (template.yaml); develop and test on the same version when the machine has it.
+PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3.12) $(shell command -v python3.12 2>/dev/null) python3)
 VENV := .venv
 SAM_VENV := .venv-sam
 PY := $(VENV)/bin/python
@@ -34,10 +35,14 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 typecheck: venv
-	$(VENV)/bin/mypy functions local tests
+	$(VENV)/bin/mypy functions local tests benchmarks
 
 test: venv sam-venv lint typecheck
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(VENV)/bin/pytest -n 2 --dist loadgroup
+
+# Figures of docs/performance.md, measured on this machine (a few minutes); writes benchmarks/results.json.
+bench: venv
+	$(PY) -m benchmarks.run
 
 run: venv
 	$(PY) -m local.runtime --port $(PORT)

@@ -2,11 +2,16 @@
 
 import os
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from dal.entities import bind_table
 from dal.repository import DynamoSegmentStore
 from logic.catalog import SegmentCatalog
 from shared.settings import get_settings
+
+if TYPE_CHECKING:  # imported lazily: only the report functions need S3
+    from dal.history_store import DynamoHistoryStore
+    from dal.report_storage import DynamoBackgroundReports, S3ReportStorage
 
 
 @lru_cache(maxsize=1)
@@ -20,3 +25,29 @@ def get_store() -> DynamoSegmentStore:
 @lru_cache(maxsize=1)
 def get_catalog() -> SegmentCatalog:
     return SegmentCatalog(get_store().active_segments, get_settings().catalog_cache_seconds)
+
+
+@lru_cache(maxsize=1)
+def get_history_store() -> "DynamoHistoryStore":
+    from dal.history_store import DynamoHistoryStore
+
+    get_store()  # binds the models to the configured table
+    return DynamoHistoryStore()
+
+
+@lru_cache(maxsize=1)
+def get_report_storage() -> "S3ReportStorage":
+    from dal.report_storage import S3ReportStorage
+
+    settings = get_settings()
+    if not settings.reports_bucket:
+        raise RuntimeError("REPORTS_BUCKET is not set")
+    return S3ReportStorage(settings.reports_bucket, settings.presigned_url_seconds)
+
+
+@lru_cache(maxsize=1)
+def get_background_reports() -> "DynamoBackgroundReports":
+    from dal.report_storage import DynamoBackgroundReports
+
+    get_store()
+    return DynamoBackgroundReports()

@@ -6,23 +6,25 @@ Domain errors become HTTP responses here and nowhere else.
 import base64
 import json
 import re
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ValidationError
 
-from models.api import MAX_USER_ID, SLUG_RE, USER_ID_RE
 from models.errors import DomainError, InvalidRequest, PayloadTooLarge, ServiceBusy, UnsupportedMediaType
+from models.formats import MAX_USER_ID, SLUG_RE, USER_ID_RE
 from shared.observability import logger, metrics, tracer
+
+if TYPE_CHECKING:  # pydantic is imported by the routes that take a body, when they parse one
+    from pydantic import BaseModel, ValidationError
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_LIMIT = 1000
 LIMIT_RE = re.compile(r"^[1-9][0-9]{0,3}$", re.ASCII)
 PROBLEM_JSON = "application/problem+json"
-Model = TypeVar("Model", bound=BaseModel)
+Model = TypeVar("Model", bound="BaseModel")
 
 
 def build_resolver() -> APIGatewayHttpResolver:
@@ -73,13 +75,15 @@ def parse_body(event: APIGatewayProxyEventV2, model: type[Model]) -> Model:
         ) from None
     if not isinstance(document, dict):
         raise InvalidRequest("The body must be a JSON object")
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(document)
     except ValidationError as error:
         raise InvalidRequest("The body does not match the schema", errors=validation_errors(error)) from None
 
 
-def validation_errors(error: ValidationError) -> list[dict[str, str]]:
+def validation_errors(error: "ValidationError") -> list[dict[str, str]]:
     found = []
     for item in error.errors(include_url=False, include_input=False):
         field = ".".join(str(part) for part in item["loc"]) or "body"
@@ -99,11 +103,14 @@ def path_slug(event: APIGatewayProxyEventV2) -> str:
 
 
 def path_user_id(event: APIGatewayProxyEventV2) -> int:
-    text = (event.path_parameters or {}).get("user_id", "")
+    return parse_user_id((event.path_parameters or {}).get("user_id", ""))
+
+
+def parse_user_id(text: str, field: str = "user_id") -> int:
     if not USER_ID_RE.fullmatch(text) or int(text) > MAX_USER_ID:
         raise InvalidRequest(
             "user_id must be a positive 64-bit integer in canonical decimal",
-            errors=[{"field": "user_id", "message": "not a valid user id"}],
+            errors=[{"field": field, "message": "not a valid user id"}],
         )
     return int(text)
 

@@ -1,0 +1,133 @@
+"""Report objects in S3 (written as they are read, in bounded memory) and background report requests."""
+
+import io
+import math
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from pynamodb.exceptions import PutError
+
+from dal.entities import ReportRequestItem, report_request_pk
+from logic.reports import StoredReport
+from shared.clock import to_stored, utc_now
+
+PART_BYTES = 8 * 1024 * 1024  # S3 parts must be at least 5 MiB, except the last
+CONTENT_TYPE = "text/csv; charset=utf-8"
+REQUEST_LIFETIME = timedelta(hours=1)
+STOP_CHECK_LINES = 5_000
+
+
+class S3ReportStorage:
+    def __init__(self, bucket: str, link_seconds: int, client: Any = None) -> None:
+        self._bucket = bucket
+        self._link_seconds = link_seconds
+        self._s3 = client or boto3.client("s3", config=Config(signature_version="s3v4"))
+
+    def describe(self, key: str) -> StoredReport | None:
+        try:
+            tags = self._s3.get_object_tagging(Bucket=self._bucket, Key=key)["TagSet"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+        values = {tag["Key"]: tag["Value"] for tag in tags}
+        if "rows" not in values:
+            return None  # written but never finished: write it again
+        return StoredReport(rows=int(values["rows"]), complete=values.get("complete") == "true")
+
+    def save(self, key: str, lines: Iterable[str], should_stop: Callable[[], bool]) -> int | None:
+        """One PutObject for a small report, a multipart upload for a big one; memory stays one part."""
+        buffer = io.BytesIO()
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+        count = 0
+        try:
+            for line in lines:
+                buffer.write(line.encode("utf-8"))
+                count += 1
+                if count % STOP_CHECK_LINES == 0 and should_stop():
+                    self._abort(key, upload_id)
+                    return None
+                if buffer.tell() >= PART_BYTES:
+                    upload_id = upload_id or self._start(key)
+                    parts.append(self._part(key, upload_id, len(parts) + 1, buffer))
+            if upload_id is None:
+                self._s3.put_object(
+                    Bucket=self._bucket, Key=key, Body=buffer.getvalue(), ContentType=CONTENT_TYPE,
+                    ServerSideEncryption="AES256",
+                )  # fmt: skip
+                return count
+            parts.append(self._part(key, upload_id, len(parts) + 1, buffer))
+            self._s3.complete_multipart_upload(
+                Bucket=self._bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+            return count
+        except BaseException:
+            self._abort(key, upload_id)
+            raise
+
+    def mark(self, key: str, report: StoredReport) -> None:
+        tags = [
+            {"Key": "rows", "Value": str(report.rows)},
+            {"Key": "complete", "Value": str(report.complete).lower()},
+        ]
+        self._s3.put_object_tagging(Bucket=self._bucket, Key=key, Tagging={"TagSet": tags})
+
+    def link(self, key: str) -> tuple[str, datetime]:
+        url = self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=self._link_seconds
+        )
+        return url, utc_now() + timedelta(seconds=self._link_seconds)
+
+    def _start(self, key: str) -> str:
+        upload = self._s3.create_multipart_upload(
+            Bucket=self._bucket, Key=key, ContentType=CONTENT_TYPE, ServerSideEncryption="AES256"
+        )
+        return str(upload["UploadId"])
+
+    def _part(self, key: str, upload_id: str, number: int, buffer: io.BytesIO) -> dict[str, Any]:
+        answer = self._s3.upload_part(
+            Bucket=self._bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=buffer.getvalue()
+        )
+        buffer.seek(0)
+        buffer.truncate()
+        return {"ETag": answer["ETag"], "PartNumber": number}
+
+    def _abort(self, key: str, upload_id: str | None) -> None:
+        if upload_id is not None:
+            self._s3.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
+
+
+class DynamoBackgroundReports:
+    """A request item whose stream record starts the report worker; one per report at a time."""
+
+    def request(self, key: str, period: str, user_id: int | None, now: datetime) -> bool:
+        item = ReportRequestItem(
+            report_request_pk(key),
+            ReportRequestItem.SK,
+            key=key,
+            period=period,
+            user_id=user_id,
+            status="pending",
+            requested_at=to_stored(now),
+            ttl=math.ceil((now + REQUEST_LIFETIME).timestamp()),
+        )
+        still_pending = (ReportRequestItem.status == "pending") & (
+            ReportRequestItem.ttl > int(now.timestamp())
+        )
+        try:
+            item.save(condition=~still_pending)
+        except PutError as error:
+            if getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def finish(self, key: str) -> None:
+        ReportRequestItem(report_request_pk(key), ReportRequestItem.SK).update(
+            actions=[ReportRequestItem.status.set("done")]
+        )

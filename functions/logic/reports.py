@@ -1,0 +1,169 @@
+"""History reports: which rows a month holds, the CSV they make, and when a report is written once."""
+
+import heapq
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from logic.history import expired_rows
+from models.domain import HistoryRow, MembershipRecord
+from models.errors import InvalidRequest
+from shared.clock import to_public
+
+PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$", re.ASCII)
+HEADER = "user_id;segment;operation;timestamp;reason\n"
+RETRY_AFTER_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class Period:
+    month: str  # YYYY-MM
+    start: datetime
+    end: datetime
+
+    def closed_at(self, now: datetime) -> bool:
+        return now >= self.end
+
+
+@dataclass(frozen=True)
+class ReportLink:
+    url: str
+    expires_at: datetime
+    period: str
+    user_id: int | None
+    rows: int
+
+
+@dataclass(frozen=True)
+class ReportPending:
+    period: str
+    user_id: int | None
+    retry_after: int = RETRY_AFTER_SECONDS
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    rows: int
+    complete: bool  # written after its month closed: it will never change
+
+
+class HistorySource(Protocol):
+    def user_month(self, user_id: int, month: str) -> Iterator[HistoryRow]: ...
+
+    def all_users_month(self, month: str) -> Iterator[HistoryRow]: ...
+
+    def expiring_in_month(self, month: str) -> Iterator[MembershipRecord]: ...
+
+
+class ReportWriter(Protocol):
+    def write(self, text: str) -> None: ...
+
+
+class ReportStorage(Protocol):
+    def describe(self, key: str) -> StoredReport | None: ...
+
+    def save(self, key: str, lines: Iterable[str], should_stop: Callable[[], bool]) -> int | None:
+        """Stream the lines into the object and count them; None (nothing stored) if should_stop() said so."""
+        ...
+
+    def mark(self, key: str, report: StoredReport) -> None: ...
+
+    def link(self, key: str) -> tuple[str, datetime]: ...
+
+
+class BackgroundReports(Protocol):
+    def request(self, key: str, period: str, user_id: int | None, now: datetime) -> bool:
+        """Ask for the report to be finished in the background; False if it already was asked for."""
+        ...
+
+
+def parse_period(text: str | None, now: datetime) -> Period:
+    match = PERIOD_RE.fullmatch(text or "")
+    if match is None:
+        raise InvalidRequest(
+            "period must be a month as YYYY-MM", errors=[{"field": "period", "message": "expected YYYY-MM"}]
+        )
+    year, month = int(match.group(1)), int(match.group(2))
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+    if start > now or year < 1970:
+        raise InvalidRequest(
+            "period must not be in the future", errors=[{"field": "period", "message": "a future month"}]
+        )
+    return Period(match.group(0), start, end)
+
+
+def report_key(period: Period, user_id: int | None) -> str:
+    """Deterministic: the same request always names the same object."""
+    if user_id is None:
+        return f"reports/monthly/{period.month}.csv"
+    return f"reports/users/{user_id}/{period.month}.csv"
+
+
+def report_rows(
+    source: HistorySource,
+    period: Period,
+    user_id: int | None,
+    now: datetime,
+    user_records: Callable[[int], list[MembershipRecord]],
+    extra_user_rows: Callable[[int, Period], list[HistoryRow]] | None = None,
+) -> Iterator[HistoryRow]:
+    """The month's rows in report order, each once: stored history, undeleted expiries, derived rows."""
+    if user_id is None:
+        pending = _pending_expiries(source.expiring_in_month(period.month), period, now)
+        return unique(heapq.merge(source.all_users_month(period.month), pending))
+    stored = source.user_month(user_id, period.month)
+    expiring = expired_rows(user_records(user_id), period.start, period.end, now)
+    derived = sorted(extra_user_rows(user_id, period)) if extra_user_rows else []
+    return unique(heapq.merge(stored, expiring, derived))
+
+
+def _pending_expiries(
+    records: Iterator[MembershipRecord], period: Period, now: datetime
+) -> Iterator[HistoryRow]:
+    for record in records:
+        yield from expired_rows([record], period.start, period.end, now)
+
+
+def unique(rows: Iterable[HistoryRow]) -> Iterator[HistoryRow]:
+    """Drop a row equal to the one before it: a stored expiry and its undeleted item are one change."""
+    previous = None
+    for row in rows:
+        key = (row.at, row.user_id, row.slug, row.operation)
+        if key != previous:
+            yield row
+        previous = key
+
+
+def csv_lines(rows: Iterable[HistoryRow]) -> Iterator[str]:
+    """The SPEC's CSV. Slugs are [A-Za-z0-9_.-] starting with a letter or digit: no cell needs quoting
+    and none can start a spreadsheet formula."""
+    yield HEADER
+    for row in rows:
+        yield f"{row.user_id};{row.slug};{row.operation.value};{to_public(row.at)};{row.reason.value}\n"
+
+
+def history_report(
+    storage: ReportStorage,
+    background: BackgroundReports,
+    rows: Callable[[], Iterator[HistoryRow]],
+    period: Period,
+    user_id: int | None,
+    now: datetime,
+    should_stop: Callable[[], bool],
+) -> ReportLink | ReportPending:
+    """A closed month is written once and linked again; a report too big for the deadline goes to the
+    background and the caller is told to come back."""
+    key = report_key(period, user_id)
+    stored = storage.describe(key)
+    if stored is None or not stored.complete:
+        lines = storage.save(key, csv_lines(rows()), should_stop)
+        if lines is None:
+            background.request(key, period.month, user_id, now)
+            return ReportPending(period.month, user_id)
+        stored = StoredReport(rows=lines - 1, complete=period.closed_at(now))
+        storage.mark(key, stored)
+    url, expires_at = storage.link(key)
+    return ReportLink(url, expires_at, period.month, user_id, stored.rows)
