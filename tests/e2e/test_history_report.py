@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import subprocess
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -27,6 +28,7 @@ def test_the_report_link_downloads_with_curl_and_parses(service: RunningRuntime)
     requests.post(f"{service.url}/segments", json={"slug": "E2E_REPORTED"}, timeout=10)
     requests.post(f"{service.url}/users/4000/segments", json={"add": ["E2E_REPORTED"]}, timeout=10)
     query = {"period": datetime.now(UTC).strftime("%Y-%m"), "user_id": "4000"}
+    wait_for_history(service, query)
     # When the report is asked for (a pending answer is asked again, as a client would)
     response = requests.get(f"{service.url}/reports/history", params=query, timeout=30)
     for _ in range(30):
@@ -42,3 +44,12 @@ def test_the_report_link_downloads_with_curl_and_parses(service: RunningRuntime)
     assert [(row["user_id"], row["segment"], row["operation"]) for row in rows] == [
         ("4000", "E2E_REPORTED", "add")
     ]
+
+
+def wait_for_history(service: RunningRuntime, query: dict[str, str]) -> None:
+    """History comes from the stream, a moment after the write (like Lambda's poller when deployed)."""
+    for _ in range(50):
+        response = requests.get(f"{service.url}/reports/history", params=query, timeout=30)
+        if response.status_code == 200 and response.json()["rows"] > 0:
+            return
+        time.sleep(0.1)
