@@ -5,7 +5,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from dal.factory import get_store
 from logic.segments import NewSegment, create_segment
-from models.api import CreateSegmentRequest, segment_json
+from models.api import CreateSegmentRequest
+from models.responses import segment_json
 from shared.clock import to_public, utc_now
 from shared.http import build_resolver, json_response, lambda_entry, parse_body
 from shared.observability import metrics

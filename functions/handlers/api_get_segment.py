@@ -4,7 +4,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from dal.factory import get_store
 from logic.segments import get_segment
-from models.api import segment_json
+from models.responses import segment_json
 from shared.clock import to_public
 from shared.http import build_resolver, json_response, lambda_entry, path_slug, query_params
 

@@ -4,7 +4,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from dal.factory import get_catalog, get_store
 from logic.memberships import user_segments
-from models.api import membership_json
+from models.responses import membership_json
 from shared.clock import to_public, utc_now
 from shared.http import build_resolver, json_response, lambda_entry, path_user_id, query_flag, query_params
 

@@ -4,7 +4,8 @@ from aws_lambda_powertools.event_handler import Response
 
 from dal.factory import get_store
 from logic.segments import SegmentPatch, patch_segment
-from models.api import PatchSegmentRequest, segment_json
+from models.api import PatchSegmentRequest
+from models.responses import segment_json
 from shared.clock import to_public, utc_now
 from shared.http import build_resolver, json_response, lambda_entry, parse_body, path_slug
 

@@ -7,7 +7,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from dal.factory import get_catalog, get_store
 from logic.memberships import SegmentAdd, add_and_remove_segments
-from models.api import UserSegmentsRequest, parse_timestamp
+from models.api import UserSegmentsRequest
+from models.formats import parse_timestamp
 from shared.clock import utc_now
 from shared.http import build_resolver, json_response, lambda_entry, parse_body, path_user_id
 from shared.observability import metrics

@@ -1,19 +1,12 @@
-"""Request bodies as the SPEC fixes them, and the JSON the routes answer with."""
+"""Request bodies as the SPEC fixes them (pydantic, imported only by routes that take a body)."""
 
-import re
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 
-from logic.buckets import percent_to_units, units_to_percent
-from models.domain import Membership, Segment
-from models.errors import InvalidRequest
+from logic.buckets import percent_to_units
+from models.formats import SLUG_PATTERN
 
-SLUG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
-SLUG_RE = re.compile(SLUG_PATTERN, re.ASCII)
-USER_ID_RE = re.compile(r"^[1-9][0-9]{0,18}$", re.ASCII)
-MAX_USER_ID = 2**63 - 1
 MAX_TTL_SECONDS = 315_360_000
 MAX_SLUGS_PER_UPDATE = 50
 MAX_DESCRIPTION = 1000
@@ -110,49 +103,3 @@ class UserSegmentsRequest(StrictModel):
         if both:
             raise ValueError(f"slugs in both add and remove: {', '.join(both)}")
         return self
-
-
-def segment_json(segment: Segment, to_public: Any) -> dict[str, Any]:
-    bucket_range = None
-    if segment.bucket_start is not None and segment.bucket_end is not None:
-        bucket_range = [segment.bucket_start / 10_000, segment.bucket_end / 10_000]
-    return {
-        "slug": segment.slug,
-        "description": segment.description,
-        "auto_percent": None if segment.auto_percent is None else units_to_percent(segment.auto_percent),
-        "exclusion_group": segment.exclusion_group,
-        "bucket_range": bucket_range,
-        "created_at": to_public(segment.created_at),
-        "updated_at": to_public(segment.updated_at),
-    }
-
-
-def membership_json(membership: Membership, to_public: Any) -> dict[str, Any]:
-    return {
-        "slug": membership.slug,
-        "source": membership.source.value,
-        "added_at": None if membership.added_at is None else to_public(membership.added_at),
-        "expires_at": None if membership.expires_at is None else to_public(membership.expires_at),
-    }
-
-
-TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$", re.ASCII)
-
-
-def parse_timestamp(text: str | None) -> datetime | None:
-    """RFC 3339 UTC with a Z; fractions beyond microseconds are cut, not rounded."""
-    if text is None:
-        return None
-    if not TIMESTAMP_RE.fullmatch(text):
-        raise InvalidRequest(
-            "timestamps are RFC 3339 UTC with a Z, like 2023-08-29T10:00:00Z",
-            errors=[{"field": "expires_at", "message": "not an RFC 3339 UTC timestamp"}],
-        )
-    whole, _, fraction = text[:-1].partition(".")
-    try:
-        moment = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-    except ValueError as error:
-        raise InvalidRequest(
-            "not a valid date and time", errors=[{"field": "expires_at", "message": "not a valid date"}]
-        ) from error
-    return moment.replace(microsecond=int((fraction + "000000")[:6]))

@@ -63,7 +63,12 @@ def parse_body(event: APIGatewayProxyEventV2, model: type[Model]) -> Model:
     content_type = (event.headers or {}).get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise UnsupportedMediaType("Send the body as application/json")
-    raw = event.decoded_body or ""
+    try:
+        raw = event.decoded_body or ""
+    except ValueError:  # isBase64Encoded with bytes that are not base64, or not UTF-8: bad input
+        raise InvalidRequest(
+            "The body is not UTF-8 JSON", errors=[{"field": "body", "message": "not UTF-8 text"}]
+        ) from None
     if len(raw.encode("utf-8", "surrogatepass")) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"The body may be at most {MAX_BODY_BYTES} bytes")
     try:

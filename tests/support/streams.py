@@ -28,8 +28,9 @@ class StreamTap:
         from moto.dynamodb.models import dynamodb_backends
 
         table = dynamodb_backends[DEFAULT_ACCOUNT_ID][os.environ["AWS_DEFAULT_REGION"]].get_table(table_name)
+        assert table.stream_shard is not None and table.latest_stream_label, "the table has no stream"
         self._shard = table.stream_shard
-        self._arn = table.latest_stream_label and table.table_arn + "/stream/" + table.latest_stream_label
+        self._arn = f"{table.table_arn}/stream/{table.latest_stream_label}"
         self._next = 0
 
     def new_records(self) -> list[Record]:
