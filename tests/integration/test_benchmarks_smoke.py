@@ -1,0 +1,54 @@
+"""`make bench` at tiny sizes, so the benchmark code cannot rot: structure and exact call counts only.
+
+It runs in a process of its own because the benchmarks set their own environment (table, cache).
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FIGURES = {
+    "read_path_ratio",
+    "read_path_ratio.replayed_backend",
+    "read_path_calls",
+    "write_calls.1_slugs",
+    "write_calls.3_slugs",
+    "delete_ratio",
+    "cleanup_members_per_s",
+    "cost_per_million_reads",
+    "cost_per_million_writes",
+    "report_memory_ratio",
+    "report_rows_per_s.200",
+    "report_rows_per_s.2000",
+    "bucket_ns",
+    "cold_start_ratio.GetUserSegmentsFunction",
+}
+
+
+@pytest.mark.xdist_group("benchmarks")
+def test_smoke_run_writes_every_figure_with_exact_call_counts(tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--smoke", "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(output.read_text(encoding="utf-8"))
+
+    assert set(results) == FIGURES
+    for name, figure in results.items():
+        assert set(figure) == {"value", "unit", "floor", "ratio"}, name
+        assert figure["value"] > 0, name
+    assert results["read_path_calls"]["value"] == 1
+    # A warm update is one consistent Query of the user and one TransactWriteItems, whatever its size.
+    assert results["write_calls.1_slugs"]["value"] == 2
+    assert results["write_calls.3_slugs"]["value"] == 2
+    assert "read_path_ratio" in done.stdout
