@@ -17,10 +17,8 @@ import bisect
 import csv
 import io
 import itertools
-import os
 import random
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,19 +28,17 @@ from urllib.parse import urlparse
 import boto3
 import psycopg
 import pytest
-from psycopg import errors, sql
+from psycopg import errors
 from psycopg.rows import dict_row
 
 from tests.conftest import BUCKET, TABLE
 from tests.integration.test_segment_deletion import run_cleanup
 from tests.support.api import Api, call
-from tests.support.sql_queries import QUERIES_FILE, load_queries
+from tests.support.sql_queries import fresh_database, load_queries
 from tests.support.streams import StreamTap, deliver, template_filter
 
 pytestmark = [pytest.mark.sql, pytest.mark.xdist_group("sql")]
 
-SQL_DIR = QUERIES_FILE.parent
-ADMIN_DSN = os.environ.get("SEGMENTS_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=test")
 QUERIES = load_queries()
 
 VOICE, VAS, D30, D50 = (
@@ -394,18 +390,8 @@ def _s3_object(url: str) -> str:
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
-    name = f"segments_diff_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = psycopg.conninfo.make_conninfo(ADMIN_DSN, dbname=name)
-    try:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute((SQL_DIR / "schema.sql").read_text(encoding="utf-8"))
-            conn.execute((SQL_DIR / "buckets.sql").read_text(encoding="utf-8"))
+    with fresh_database("segments_diff") as dsn:
         yield dsn
-    finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture

@@ -1,17 +1,14 @@
 """The PostgreSQL twin (sql/): schema constraints, the named queries on the seed scenario, buckets."""
 
-import os
 import random
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg import errors, sql
+from psycopg import errors
 from psycopg.rows import dict_row
 
 from logic.buckets import (
@@ -22,12 +19,10 @@ from logic.buckets import (
     lowest_fitting_gap,
     resize_range,
 )
-from tests.support.sql_queries import load_queries
+from tests.support.sql_queries import fresh_database, load_queries
 
 pytestmark = [pytest.mark.sql, pytest.mark.xdist_group("sql")]
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
-ADMIN_DSN = os.environ.get("SEGMENTS_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=test")
 QUERIES = load_queries()
 
 VOICE, VAS, D30, D50 = (
@@ -91,18 +86,8 @@ class Db:
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
-    name = f"segments_sql_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = psycopg.conninfo.make_conninfo(ADMIN_DSN, dbname=name)
-    try:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute((SQL_DIR / "schema.sql").read_text(encoding="utf-8"))
-            conn.execute((SQL_DIR / "buckets.sql").read_text(encoding="utf-8"))
+    with fresh_database("segments_sql") as dsn:
         yield dsn
-    finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture

@@ -1,6 +1,10 @@
 """The named statements of sql/queries.sql, as a dict name -> SQL, for the SQL tests."""
 
+import os
 import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 QUERIES_FILE = Path(__file__).resolve().parents[2] / "sql" / "queries.sql"
@@ -24,3 +28,27 @@ def load_queries(path: Path = QUERIES_FILE) -> dict[str, str]:
             raise ValueError(f"{path}: statement {name!r} is named twice")
         queries[name] = sql
     return queries
+
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+ADMIN_DSN = os.environ.get("SEGMENTS_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=test")
+
+
+@contextmanager
+def fresh_database(prefix: str) -> Iterator[str]:
+    """A new database with schema.sql and buckets.sql applied; dropped afterwards. Yields its DSN."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = psycopg.conninfo.make_conninfo(ADMIN_DSN, dbname=name)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute((SQL_DIR / "schema.sql").read_text(encoding="utf-8"))
+            conn.execute((SQL_DIR / "buckets.sql").read_text(encoding="utf-8"))
+        yield dsn
+    finally:
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
