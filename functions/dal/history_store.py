@@ -18,12 +18,14 @@ from dal.entities import (
     user_pk,
 )
 from dal.repository import membership_record, record_from_image
+from dal.transient import busy_when_transient
 from models.domain import HistoryRow, MembershipRecord, Operation, Reason
 from shared.clock import from_stored, to_stored
 
 HISTORY_SHARDS = MEMBER_SHARDS
 
 
+@busy_when_transient
 class DynamoHistoryStore:
     def put_rows(self, rows: Iterable[HistoryRow]) -> int:
         """Idempotent: a row's key is its content, so writing it again changes nothing."""

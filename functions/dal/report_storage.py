@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 from pynamodb.exceptions import PutError
 
 from dal.entities import ReportRequestItem, report_request_pk
+from dal.transient import busy_when_transient
 from logic.reports import StoredReport
 from shared.clock import to_stored, utc_now
 
@@ -102,6 +103,7 @@ class S3ReportStorage:
             self._s3.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
 
 
+@busy_when_transient
 class DynamoBackgroundReports:
     """A request item whose stream record starts the report worker; one per report at a time."""
 

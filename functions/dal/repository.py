@@ -31,6 +31,7 @@ from dal.entities import (
     shared_connection,
     user_pk,
 )
+from dal.transient import BUSY_CODES, busy_when_transient
 from models.domain import (
     Change,
     DeletedGeneration,
@@ -49,9 +50,9 @@ from shared.clock import from_stored, to_stored
 
 ACTIVE = "active"
 DELETED = "deleted"
-BUSY_CODES = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
 
 
+@busy_when_transient
 class DynamoSegmentStore:
     def __init__(self, region: str, tombstone_seconds: int) -> None:
         self._connection = shared_connection()  # bound by dal.entities.bind_table, one client
@@ -358,7 +359,8 @@ class DynamoSegmentStore:
                 raise ConcurrentChange([s for s in failed if s]) from error
             if (
                 "TransactionConflict" in reasons
-                or error.cause_response_code == "TransactionInProgressException"
+                # getattr: pynamodb's property fails on a timeout, whose cause has no response
+                or getattr(error, "cause_response_code", None) == "TransactionInProgressException"
             ):
                 raise ConcurrentChange([]) from error
             _raise_if_busy(error)

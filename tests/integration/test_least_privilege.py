@@ -1,0 +1,226 @@
+"""Least privilege, read from template.yaml: what each function may do, the API's auth and the bucket."""
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from shared.settings import Settings, SettingsError
+from tests.support.table import load_yaml_template
+
+TEMPLATE = load_yaml_template()
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+FUNCTIONS = {
+    name: resource["Properties"]
+    for name, resource in RESOURCES.items()
+    if resource["Type"] == "AWS::Serverless::Function"
+}
+REPORT_FUNCTIONS = {"HistoryReportFunction", "ReportWorkerFunction", "MonthlyReportFunction"}
+DYNAMO_WRITES = {
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:TransactWriteItems",
+}
+
+
+def statements(function: str) -> Iterator[dict[str, Any]]:
+    for policy in FUNCTIONS[function].get("Policies", []):
+        assert isinstance(policy, dict) and set(policy) == {"Statement"}, (function, policy)
+        yield from policy["Statement"]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def actions_of(function: str) -> set[str]:
+    return {action for statement in statements(function) for action in as_list(statement["Action"])}
+
+
+def http_routes(function: str) -> list[tuple[str, str]]:
+    return [
+        (event["Properties"]["Method"].upper(), event["Properties"]["Path"])
+        for event in FUNCTIONS[function].get("Events", {}).values()
+        if event["Type"] == "HttpApi"
+    ]
+
+
+def resource_text(resource: Any) -> str:
+    """A Resource as the ARN text it names: `${Table.Arn}/index/gsi1`, `Table.Arn`, or a literal."""
+    if isinstance(resource, str):
+        return resource
+    if "Fn::GetAtt" in resource:
+        return ".".join(resource["Fn::GetAtt"])
+    if "Fn::Sub" in resource:
+        return str(resource["Fn::Sub"])
+    if "Ref" in resource:
+        return str(resource["Ref"])
+    return json.dumps(resource)
+
+
+def touches_bucket(statement: dict[str, Any]) -> bool:
+    return any("ReportsBucket" in resource_text(r) for r in as_list(statement["Resource"])) or any(
+        action.startswith("s3:") for action in as_list(statement["Action"])
+    )
+
+
+READ_ONLY = sorted(
+    name
+    for name in FUNCTIONS
+    if http_routes(name) and all(m == "GET" and not p.startswith("/reports") for m, p in http_routes(name))
+)
+
+
+def test_the_read_only_functions_are_the_three_get_routes() -> None:
+    assert READ_ONLY == ["GetSegmentFunction", "GetUserSegmentsFunction", "ListSegmentsFunction"]
+
+
+def test_every_function_has_inline_statements_only_and_no_role_or_managed_policy() -> None:
+    for name, properties in FUNCTIONS.items():
+        assert "Role" not in properties, name
+        assert all(isinstance(policy, dict) for policy in properties.get("Policies", [])), name
+        for statement in statements(name):
+            assert statement["Effect"] == "Allow", (name, statement)
+            assert "NotAction" not in statement and "NotResource" not in statement, name
+    assert "Policies" not in TEMPLATE.get("Globals", {}).get("Function", {})
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_no_wildcard_action_or_resource(function: str) -> None:
+    for statement in statements(function):
+        for action in as_list(statement["Action"]):
+            assert "*" not in action, (function, action)
+        for resource in as_list(statement["Resource"]):
+            text = resource_text(resource)
+            assert not isinstance(resource, str), (function, "literal ARN", text)
+            # The one prefix wildcard allowed: objects under the bucket's reports/ prefix.
+            assert "*" not in text or text == "${ReportsBucket.Arn}/reports/*", (function, text)
+
+
+@pytest.mark.parametrize("function", READ_ONLY)
+def test_read_only_functions_may_only_get_and_query(function: str) -> None:
+    assert actions_of(function) <= {"dynamodb:GetItem", "dynamodb:Query"}, actions_of(function)
+
+
+def test_only_the_report_functions_touch_the_bucket_and_only_under_reports() -> None:
+    for name in FUNCTIONS:
+        bucket_statements = [statement for statement in statements(name) if touches_bucket(statement)]
+        if name not in REPORT_FUNCTIONS:
+            assert bucket_statements == [], name
+            assert "REPORTS_BUCKET" not in FUNCTIONS[name].get("Environment", {}).get("Variables", {}), name
+            continue
+        assert bucket_statements, name
+        for statement in bucket_statements:
+            assert [resource_text(r) for r in as_list(statement["Resource"])] == [
+                "${ReportsBucket.Arn}/reports/*"
+            ], name
+            # Object actions only: no listing, no deleting, no bucket or ACL changes.
+            assert set(statement["Action"]) <= {
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:GetObjectTagging",
+                "s3:PutObjectTagging",
+                "s3:AbortMultipartUpload",
+            }, (name, statement["Action"])
+
+
+@pytest.mark.parametrize("function", sorted(REPORT_FUNCTIONS))
+def test_report_functions_write_only_report_requests_to_the_table(function: str) -> None:
+    for statement in statements(function):
+        if set(as_list(statement["Action"])) & DYNAMO_WRITES:
+            leading = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+            assert leading == ["REPORT#*"], (function, statement)
+
+
+def test_the_history_stream_processor_cannot_delete_or_update_segments() -> None:
+    actions = actions_of("HistoryStreamFunction")
+    assert not actions & {"dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:TransactWriteItems"}
+    for statement in statements("HistoryStreamFunction"):
+        dynamo = {action for action in as_list(statement["Action"]) if action.startswith("dynamodb:")}
+        if not dynamo:
+            continue
+        leading = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        if dynamo & DYNAMO_WRITES:
+            assert leading == ["USER#*"], statement  # history rows live in the user's partition
+        else:
+            assert dynamo == {"dynamodb:GetItem"} and leading == ["SEGMENT#*"], statement
+
+
+def test_only_the_cleanup_function_may_delete_items() -> None:
+    deleters = {name for name in FUNCTIONS if "dynamodb:DeleteItem" in actions_of(name)}
+    assert deleters == {"CleanupMembersFunction"}
+
+
+def test_the_http_api_requires_iam_auth_by_default() -> None:
+    apis = {name: r for name, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::HttpApi"}
+    assert set(apis) == {"Api"}
+    auth = apis["Api"]["Properties"]["Auth"]
+    assert auth["DefaultAuthorizer"] == "AWS_IAM" and auth["EnableIamAuthorizer"] is True
+    for name in FUNCTIONS:
+        for event in FUNCTIONS[name].get("Events", {}).values():
+            if event["Type"] == "HttpApi":
+                assert event["Properties"]["ApiId"] == {"Ref": "Api"}, name
+                # No route may opt out of the default authorizer (Auth: {Authorizer: NONE}).
+                assert "Auth" not in event["Properties"], name
+
+
+def test_the_bucket_blocks_public_access_and_encrypts() -> None:
+    bucket = RESOURCES["ReportsBucket"]["Properties"]
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms"}
+    assert bucket["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    assert "AccessControl" not in bucket and "WebsiteConfiguration" not in bucket
+
+
+def test_the_bucket_expires_reports_after_30_days() -> None:
+    rules = RESOURCES["ReportsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiring = [rule for rule in rules if rule["Status"] == "Enabled" and rule.get("ExpirationInDays") == 30]
+    assert len(expiring) == 1 and expiring[0]["Prefix"] == "reports/"
+
+
+def test_the_bucket_policy_only_denies_non_tls_access() -> None:
+    policies = [r for r in RESOURCES.values() if r["Type"] == "AWS::S3::BucketPolicy"]
+    assert len(policies) == 1
+    (policy,) = policies
+    assert policy["Properties"]["Bucket"] == {"Ref": "ReportsBucket"}
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Principal"] == "*" and statement["Action"] == "s3:*"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert {resource_text(r) for r in statement["Resource"]} == {
+        "ReportsBucket.Arn",
+        "${ReportsBucket.Arn}/*",
+    }
+
+
+def test_the_table_is_encrypted_and_recoverable() -> None:
+    table = RESOURCES["Table"]["Properties"]
+    assert table["SSESpecification"]["SSEEnabled"] is True
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+def test_dead_letter_queues_are_encrypted() -> None:
+    for name, resource in RESOURCES.items():
+        if resource["Type"] == "AWS::SQS::Queue":
+            assert resource["Properties"]["SqsManagedSseEnabled"] is True, name
+
+
+@pytest.mark.parametrize("seconds", [0, 901, 3600, 604_800])
+def test_presigned_links_cannot_outlive_15_minutes(seconds: int) -> None:
+    with pytest.raises(SettingsError, match="PRESIGNED_URL_SECONDS"):
+        Settings(table_name="segments", presigned_url_seconds=seconds)
+
+
+def test_presigned_link_lifetime_defaults_to_15_minutes_and_the_template_keeps_it() -> None:
+    assert Settings(table_name="segments").presigned_url_seconds == 900
+    for name, properties in FUNCTIONS.items():
+        variables = properties.get("Environment", {}).get("Variables", {})
+        assert int(variables.get("PRESIGNED_URL_SECONDS", 900)) <= 900, name
