@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Protocol
 
 from models.domain import (
@@ -40,8 +41,15 @@ class Progress:
 
 
 def ended_by_deletion(record: MembershipRecord, generation: DeletedGeneration) -> MembershipRecord:
-    """The tombstone of a member whose segment was deleted; history reads its change."""
-    change = Change(Operation.REMOVE, Reason.SEGMENT_DELETED, generation.deleted_at)
+    """The tombstone of a member whose segment was deleted; history reads its change.
+
+    An add that committed after the delete began carries a later time than the deletion; the removal
+    then takes effect just after it, so a membership never ends before it began.
+    """
+    at = generation.deleted_at
+    if record.change is not None and record.change.at >= at:
+        at = record.change.at + timedelta(microseconds=1)
+    change = Change(Operation.REMOVE, Reason.SEGMENT_DELETED, at)
     return replace(record, state=MembershipState.REMOVED, revision=record.revision + 1, change=change)
 
 

@@ -95,7 +95,7 @@ def add_and_remove_segments(
     for attempt in range(attempts):
         segments = _named_segments(catalog, named, fresh)
         records = {record.slug: record for record in store.user_records(user_id, consistent=True)}
-        plan = _plan(user_id, segments, records, expiries, removes, now)
+        plan = _plan(user_id, segments, records, expiries, removes, _after_every_change(now, records))
         update = UserUpdate([segments[slug] for slug in named], plan.writes, plan.guards)
         try:
             store.apply_user_update(update)
@@ -114,6 +114,15 @@ def add_and_remove_segments(
             segments=[membership.slug for membership in active],
         )
     raise ServiceBusy(f"user {user_id} is being changed concurrently; try again", retry_after=1)
+
+
+def _after_every_change(now: datetime, records: dict[str, MembershipRecord]) -> datetime:
+    """A change takes effect after every change already stored for the user: history keeps their order
+    even when this request started before a concurrent one that committed first."""
+    latest = max((record.change.at for record in records.values() if record.change), default=None)
+    if latest is None or latest < now:
+        return now
+    return latest + timedelta(microseconds=1)
 
 
 def _named_segments(catalog: SegmentCatalog, named: list[str], fresh: bool) -> dict[str, Segment]:
