@@ -8,7 +8,8 @@ PY := $(VENV)/bin/python
 PIP_QUIET := --quiet --disable-pip-version-check
 PORT ?= 3000
 
-.PHONY: help venv sam-venv lint typecheck unit test run sam-validate sam-build bench clean
+# soak: the stateful model checked for at least 10,000 steps; prints its divergences (must be 0).
+.PHONY: soak help venv sam-venv lint typecheck unit test run sam-validate sam-build bench clean
 
 help:
 	@echo "make run    start the whole service at http://127.0.0.1:$(PORT)"
@@ -55,3 +56,6 @@ sam-build: sam-venv
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .local-data
+
+soak: venv
+	SEGMENTS_SOAK_STEPS=10000 $(VENV)/bin/pytest tests/integration/test_stateful_model.py -p no:randomly -s -q

@@ -119,7 +119,10 @@ def add_and_remove_segments(
 def _after_every_change(now: datetime, records: dict[str, MembershipRecord]) -> datetime:
     """A change takes effect after every change already stored for the user: history keeps their order
     even when this request started before a concurrent one that committed first."""
-    latest = max((record.change.at for record in records.values() if record.change), default=None)
+    stamps = [record.change.at for record in records.values() if record.change]
+    # An expiry that has passed is a change too: it shows in history at its own time.
+    stamps += [r.expires_at for r in records.values() if r.expires_at is not None and r.expires_at <= now]
+    latest = max(stamps, default=None)
     if latest is None or latest < now:
         return now
     return latest + timedelta(microseconds=1)

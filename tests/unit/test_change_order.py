@@ -34,3 +34,8 @@ def test_a_request_takes_effect_after_every_change_it_read() -> None:
     assert _after_every_change(T, later) == T + timedelta(milliseconds=5, microseconds=1)
     assert _after_every_change(T, {"A": member(T - timedelta(seconds=1))}) == T
     assert _after_every_change(T, {}) == T
+
+
+def test_a_readd_at_the_instant_of_expiry_takes_effect_after_the_expiry() -> None:
+    expired = MembershipRecord(1000, "A", 1, MembershipState.MEMBER, 1, T - timedelta(hours=1), T, None)
+    assert _after_every_change(T, {"A": expired}) == T + timedelta(microseconds=1)
