@@ -47,9 +47,12 @@ class Figure:
     floor: float | None
     target: str = ""
     note: str = ""
+    paired_ratio: float | None = None  # the median of per-pair ratios, where pairs were measured
 
     @property
     def ratio(self) -> float | None:
+        if self.paired_ratio is not None:
+            return self.paired_ratio
         if self.floor is None or self.floor == 0:
             return None
         return self.value / self.floor

@@ -32,7 +32,7 @@ class Sizes:
     report_rows: tuple[int, int]
 
 
-FULL = Sizes(2000, (50, 10, 20), (1, 10, 50), 5, None, 10_000, 10, 5, 5_000, (100_000, 1_000_000))
+FULL = Sizes(2000, (50, 10, 20), (1, 10, 50), 9, None, 10_000, 10, 5, 5_000, (100_000, 1_000_000))
 SMOKE = Sizes(3, (6, 2, 3), (1, 3), 1, ["GetUserSegmentsFunction"], 40, 10, 2, 50, (200, 2_000))
 
 

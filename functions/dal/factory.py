@@ -42,6 +42,7 @@ def get_report_storage() -> "S3ReportStorage":
     settings = get_settings()
     if not settings.reports_bucket:
         raise RuntimeError("REPORTS_BUCKET is not set")
+    get_store()  # binds the connection whose botocore session the S3 client shares
     return S3ReportStorage(settings.reports_bucket, settings.presigned_url_seconds)
 
 

@@ -6,12 +6,11 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import PutError
 
-from dal.entities import ReportRequestItem, report_request_pk
+from dal.entities import ReportRequestItem, report_request_pk, shared_connection
 from dal.transient import busy_when_transient
 from logic.reports import StoredReport
 from shared.clock import to_stored, utc_now
@@ -22,11 +21,20 @@ REQUEST_LIFETIME = timedelta(hours=1)
 STOP_CHECK_LINES = 5_000
 
 
+def s3_client(session: Any = None) -> Any:
+    """An S3 client from the botocore session the table's connection already holds: a session of its
+    own would load the endpoint and partition data again (about 65 ms of a report function's cold start)."""
+    connection = shared_connection()
+    return (session or connection.session).create_client(
+        "s3", region_name=connection.region, config=Config(signature_version="s3v4")
+    )
+
+
 class S3ReportStorage:
     def __init__(self, bucket: str, link_seconds: int, client: Any = None) -> None:
         self._bucket = bucket
         self._link_seconds = link_seconds
-        self._s3 = client or boto3.client("s3", config=Config(signature_version="s3v4"))
+        self._s3 = client or s3_client()
 
     def describe(self, key: str) -> StoredReport | None:
         try:

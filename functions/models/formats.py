@@ -1,6 +1,6 @@
 """The SPEC's formats for slugs, user ids and timestamps, shared by request models and path parsing.
 
-Kept apart from the pydantic request models so that routes without a body never import pydantic.
+Kept apart from the request bodies so that routes without a body never load their schemas.
 """
 
 import re

@@ -6,7 +6,7 @@ Domain errors become HTTP responses here and nowhere else.
 import base64
 import json
 import re
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
@@ -17,14 +17,15 @@ from models.errors import DomainError, InvalidRequest, PayloadTooLarge, ServiceB
 from models.formats import MAX_USER_ID, SLUG_RE, USER_ID_RE
 from shared.observability import logger, metrics, tracer
 
-if TYPE_CHECKING:  # pydantic is imported by the routes that take a body, when they parse one
-    from pydantic import BaseModel, ValidationError
-
 MAX_BODY_BYTES = 64 * 1024
 MAX_LIMIT = 1000
 LIMIT_RE = re.compile(r"^[1-9][0-9]{0,3}$", re.ASCII)
 PROBLEM_JSON = "application/problem+json"
-Model = TypeVar("Model", bound="BaseModel")
+Request = TypeVar("Request")
+
+
+class RequestModel(Protocol[Request]):
+    def parse(self, document: dict[str, Any]) -> Request: ...
 
 
 def build_resolver() -> APIGatewayHttpResolver:
@@ -58,7 +59,7 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     return Response(status, "application/json", json.dumps(body), headers=headers)
 
 
-def parse_body(event: APIGatewayProxyEventV2, model: type[Model]) -> Model:
+def parse_body(event: APIGatewayProxyEventV2, model: RequestModel[Request]) -> Request:
     """JSON only, bounded in size, unknown fields rejected: every failure is a 4xx problem."""
     content_type = (event.headers or {}).get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
@@ -80,21 +81,7 @@ def parse_body(event: APIGatewayProxyEventV2, model: type[Model]) -> Model:
         ) from None
     if not isinstance(document, dict):
         raise InvalidRequest("The body must be a JSON object")
-    from pydantic import ValidationError
-
-    try:
-        return model.model_validate(document)
-    except ValidationError as error:
-        raise InvalidRequest("The body does not match the schema", errors=validation_errors(error)) from None
-
-
-def validation_errors(error: "ValidationError") -> list[dict[str, str]]:
-    found = []
-    for item in error.errors(include_url=False, include_input=False):
-        field = ".".join(str(part) for part in item["loc"]) or "body"
-        message = item["msg"].removeprefix("Value error, ")
-        found.append({"field": field, "message": message})
-    return found
+    return model.parse(document)
 
 
 def path_slug(event: APIGatewayProxyEventV2) -> str:

@@ -1,7 +1,6 @@
 """Every setting a function reads, from environment variables, validated once per container.
 
-A plain dataclass rather than a pydantic model: routes that parse no body then never import
-pydantic, which is a tenth of their cold start.
+A plain dataclass: a validation library would add to every cold start for a dozen numbers.
 """
 
 import os
