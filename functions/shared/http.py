@@ -21,7 +21,7 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_LIMIT = 1000
 LIMIT_RE = re.compile(r"^[1-9][0-9]{0,3}$", re.ASCII)
 PROBLEM_JSON = "application/problem+json"
-Request = TypeVar("Request")
+Request = TypeVar("Request", covariant=True)
 
 
 class RequestModel(Protocol[Request]):
