@@ -115,6 +115,12 @@ def test_largest_user_id_is_accepted(api: Api) -> None:
         {"add": [{"slug": "A", "ttl_seconds": -5}]},
         {"add": [{"slug": "A", "ttl_seconds": 315_360_001}]},
         {"add": [{"slug": "A", "ttl_seconds": 1.5}]},
+        {"add": [{"slug": "A", "ttl_seconds": 60.0}]},
+        {"add": [{"slug": "A", "ttl_seconds": True}]},
+        {"add": [{"slug": "A", "ttl_seconds": "60"}]},
+        {"add": [{"slug": "A\n"}]},
+        {"add": ["A"], "remove": [None]},
+        {"add": [None]},
         {"add": [{"slug": "A", "ttl_seconds": 10, "expires_at": "2999-01-01T00:00:00Z"}]},
         {"add": [{"slug": "A", "expires_at": "2000-01-01T00:00:00Z"}]},
         {"add": [{"slug": "A", "expires_at": "2999-01-01T00:00:00Z"}]},
@@ -193,3 +199,17 @@ def test_list_pages_through_every_segment_in_byte_order(api: Api) -> None:
         if cursor is None:
             break
     assert seen == sorted(slugs, key=lambda slug: slug.encode())
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"add": [{"slug": "A", "ttl_seconds": 0}]}, "add.0.ttl_seconds"),
+        ({"add": ["A", {"slug": "bad slug"}]}, "add.1.slug"),
+        ({"remove": ["A", "B", 3]}, "remove.2"),
+        ({"add": ["A"], "colour": "red"}, "body"),
+    ],
+)
+def test_a_bad_field_is_named_in_the_problem(api: Api, body: dict[str, Any], field: str) -> None:
+    answer = call("api_update_user_segments", path={"user_id": "1000"}, body=body)
+    assert [error["field"] for error in assert_problem(answer, 400)["errors"]] == [field]
