@@ -44,18 +44,28 @@ key = {{"pk": {{"S": "USER#1000"}}, "sk": {{"S": "SEG#X"}}}}
 boto3.client("dynamodb").get_item(TableName="{table}", Key=key)
 os._exit(0)  # as the handler's process does: the first answer is where a cold start ends
 """
+# The report functions need S3 as well: the same floor with the S3 client they cannot do without.
+S3_FLOOR_SCRIPT = """
+import os
+import boto3
+key = {{"pk": {{"S": "USER#1000"}}, "sk": {{"S": "SEG#X"}}}}
+boto3.client("dynamodb").get_item(TableName="{table}", Key=key)
+boto3.client("s3").list_objects_v2(Bucket="{bucket}", MaxKeys=1)
+os._exit(0)
+"""
 # An event that creates what the seed already holds would only show the conflict path.
 LEAVE_OUT = {"api_create_segment": {("SEGMENT#AVITO_VOICE_MESSAGES", "META")}}
 
 
-def functions_in_template() -> list[tuple[str, str]]:
-    """(logical id, handler module) of every function, in template order."""
+def functions_in_template() -> list[tuple[str, str, bool]]:
+    """(logical id, handler module, whether its policies allow S3) of every function, in template order."""
     resources = load_yaml(ROOT / "template.yaml")["Resources"]
     found = []
     for logical_id, resource in resources.items():
         if resource.get("Type") == "AWS::Serverless::Function":
             handler = resource["Properties"]["Handler"]
-            found.append((logical_id, handler.rsplit(".", 1)[0]))
+            uses_s3 = "s3:" in json.dumps(resource["Properties"].get("Policies", []))
+            found.append((logical_id, handler.rsplit(".", 1)[0], uses_s3))
     return found
 
 
@@ -137,7 +147,7 @@ def run_fresh(script: str, environment: dict[str, str], *arguments: str) -> tupl
 
 
 def measure(repeats: int, only: list[str] | None = None) -> tuple[list[Figure], dict[str, float]]:
-    functions = [(name, module) for name, module in functions_in_template() if only is None or name in only]
+    functions = [found for found in functions_in_template() if only is None or found[0] in only]
     items = seed_items()
     figures, durations = [], {}
     with SeededServer(items) as server:
@@ -150,23 +160,27 @@ def measure(repeats: int, only: list[str] | None = None) -> tuple[list[Figure], 
             "PYTHONPATH": str(FUNCTIONS),
         }
         floor_script = FLOOR_SCRIPT.format(table=TABLE)
-        for name, module in functions:
+        s3_floor_script = S3_FLOOR_SCRIPT.format(table=TABLE, bucket=BUCKET)
+        for name, module, uses_s3 in functions:
             event_file = ROOT / "events" / f"{module.split('.')[-1]}.json"
             if not event_file.exists():
                 continue
             script = HANDLER_SCRIPT.format(module=module, name=name)
             leave_out = LEAVE_OUT.get(module.split(".")[-1], set())
-            mine, base, ratios, status = [], [], [], ""
+            mine, base, ratios, s3_ratios, status = [], [], [], [], ""
             warm_ups = 1 if repeats > 1 else 0  # a first pair that only warms the file cache
             for attempt in range(repeats + warm_ups):
                 server.reset(leave_out)
                 seconds, written = run_fresh(script, environment, str(event_file))
                 floor_seconds, _ = run_fresh(floor_script, environment)
+                s3_floor_seconds = run_fresh(s3_floor_script, environment)[0] if uses_s3 else 0.0
                 status = _status(written)
                 if attempt >= warm_ups:
                     mine.append(seconds)
                     base.append(floor_seconds)
                     ratios.append(seconds / floor_seconds)
+                    if uses_s3:
+                        s3_ratios.append((seconds, s3_floor_seconds))
             # Each pair runs back to back, so its ratio cancels what the machine was doing at the time;
             # the figure's ratio is the median of those, its value and floor the medians of each side.
             value, floor = statistics.median(mine), statistics.median(base)
@@ -182,6 +196,18 @@ def measure(repeats: int, only: list[str] | None = None) -> tuple[list[Figure], 
                     paired_ratio=statistics.median(ratios),
                 )
             )
+            if s3_ratios:
+                figures.append(
+                    Figure(
+                        f"cold_start_ratio.{name}.s3_floor",
+                        value * 1e3,
+                        "ms",
+                        statistics.median(floor for _, floor in s3_ratios) * 1e3,
+                        "reported",
+                        "the same runs against a floor that also makes the S3 client and one S3 call",
+                        paired_ratio=statistics.median(taken / floor for taken, floor in s3_ratios),
+                    )
+                )
     return figures, durations
 
 
