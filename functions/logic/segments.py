@@ -154,7 +154,8 @@ def _resized(
     others = allocation.taken(except_slug=segment.slug)
     resized = resize_range(current, auto_percent, others)
     if resized is None:
-        raise NoFreeBuckets(segment.exclusion_group, units_to_percent(_room(current, others)))
+        room = units_to_percent(_room(current, others))
+        raise NoFreeBuckets(segment.exclusion_group, room, resizing=segment.slug)
     changed = _with_range(segment, auto_percent, resized)
     return changed, (allocation.with_range(segment.slug, resized) if resized != current else None)
 

@@ -67,10 +67,14 @@ class NoFreeBuckets(DomainError):
     problem = "exclusion-group-full"
     title = "Not enough free space in the exclusion group"
 
-    def __init__(self, group: str, free_percent: float) -> None:
+    def __init__(self, group: str, free_percent: float, resizing: str | None = None) -> None:
+        room = (
+            f"the largest free gap is {free_percent}%"
+            if resizing is None
+            else f"the most {resizing!r} can have is {free_percent}%"
+        )
         super().__init__(
-            f"Exclusion group {group!r} has no free range that large; the largest free gap is "
-            f"{free_percent}%",
+            f"Exclusion group {group!r} has no free range that large; {room}",
             exclusion_group=group,
             free_percent=free_percent,
         )
