@@ -6,9 +6,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.metrics import MetricUnit
 
 from dal.factory import get_catalog, get_store
-from logic.memberships import SegmentAdd, add_and_remove_segments
+from logic.memberships import add_and_remove_segments
 from models.api import UserSegmentsRequest
-from models.formats import parse_timestamp
 from shared.clock import utc_now
 from shared.http import build_resolver, json_response, lambda_entry, parse_body, path_user_id
 from shared.observability import metrics
@@ -21,9 +20,14 @@ app = build_resolver()
 def change(user_id: str) -> Response:
     user = path_user_id(app.current_event)
     request = parse_body(app.current_event, UserSegmentsRequest)
-    adds = [SegmentAdd(item.slug, item.ttl_seconds, parse_timestamp(item.expires_at)) for item in request.add]
     result = add_and_remove_segments(
-        get_store(), get_catalog(), user, adds, request.remove, utc_now(), get_settings().write_attempts
+        get_store(),
+        get_catalog(),
+        user,
+        request.add,
+        request.remove,
+        utc_now(),
+        get_settings().write_attempts,
     )
     metrics.add_metric(name="MembershipsAdded", unit=MetricUnit.Count, value=len(result.added))
     metrics.add_metric(name="MembershipsRemoved", unit=MetricUnit.Count, value=len(result.removed))

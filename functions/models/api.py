@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from logic.buckets import percent_to_units
+from logic.memberships import SegmentAdd
 from models.errors import InvalidRequest
-from models.formats import SLUG_RE
+from models.formats import SLUG_RE, parse_timestamp
 
 MAX_TTL_SECONDS = 315_360_000
 MAX_SLUGS_PER_UPDATE = 50
@@ -107,15 +108,8 @@ class PatchSegmentRequest:
 
 
 @dataclass(frozen=True)
-class AddItem:
-    slug: str
-    ttl_seconds: int | None = None
-    expires_at: str | None = None
-
-
-@dataclass(frozen=True)
 class UserSegmentsRequest:
-    add: list[AddItem]
+    add: list[SegmentAdd]
     remove: list[str]
 
     @classmethod
@@ -123,7 +117,7 @@ class UserSegmentsRequest:
         check_shape(USER_SEGMENTS_SCHEMA, document)
         add = [_add_item(item, f"add.{index}") for index, item in enumerate(document.get("add", []))]
         remove = [_slug(slug, f"remove.{index}") for index, slug in enumerate(document.get("remove", []))]
-        added = [item.slug for item in add]
+        added = [slug for slug, _, _ in add]
         if not added and not remove:
             raise _invalid("body", "add or remove at least one segment")
         if len(added) + len(remove) > MAX_SLUGS_PER_UPDATE:
@@ -135,7 +129,10 @@ class UserSegmentsRequest:
         both = sorted(set(added) & set(remove))
         if both:
             raise _invalid("body", f"slugs in both add and remove: {', '.join(both)}")
-        return cls(add, remove)
+        # timestamps are read last, so a body's shape and slug rules are reported before its dates
+        return cls(
+            [SegmentAdd(slug, ttl, parse_timestamp(expires_at)) for slug, ttl, expires_at in add], remove
+        )
 
 
 def check_shape(schema: dict[str, Any], document: Any) -> None:
@@ -162,15 +159,16 @@ def _validator(schema: dict[str, Any]) -> Callable[[Any], Any]:
     return found
 
 
-def _add_item(item: str | dict[str, Any], field: str) -> AddItem:
+def _add_item(item: str | dict[str, Any], field: str) -> tuple[str, int | None, str | None]:
+    """(slug, ttl_seconds, expires_at as sent) of one entry of `add`."""
     if isinstance(item, str):
-        return AddItem(_slug(item, field))
+        return _slug(item, field), None, None
     ttl, expires_at = item.get("ttl_seconds"), item.get("expires_at")
     if ttl is not None and not isinstance(ttl, int):
         raise _invalid(f"{field}.ttl_seconds", "must be a whole number of seconds")
     if ttl is not None and expires_at is not None:
         raise _invalid(field, "give at most one of ttl_seconds and expires_at")
-    return AddItem(_slug(item["slug"], f"{field}.slug"), ttl, expires_at)
+    return _slug(item["slug"], f"{field}.slug"), ttl, expires_at
 
 
 def _slug(value: str, field: str) -> str:
