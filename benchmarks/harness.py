@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support.environment import moto_environment
+
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS = ROOT / "functions"
 if str(FUNCTIONS) not in sys.path:
@@ -18,22 +20,8 @@ if str(FUNCTIONS) not in sys.path:
 TABLE = "segments-bench"
 BUCKET = "segments-reports-bench"
 
-# The same variables the tests use (tests/conftest.py); the catalog cache is on, as deployed.
-ENVIRONMENT = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    "TABLE_NAME": TABLE,
-    "REPORTS_BUCKET": BUCKET,
-    "CATALOG_CACHE_SECONDS": "30",
-    "POWERTOOLS_SERVICE_NAME": "segments",
-    "POWERTOOLS_METRICS_NAMESPACE": "Segments",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_LOG_LEVEL": "WARNING",
-}
+# The variables the tests use (tests/support/environment.py); the catalog cache is on, as deployed.
+ENVIRONMENT = moto_environment(TABLE, BUCKET, catalog_cache_seconds=30) | {"POWERTOOLS_LOG_LEVEL": "WARNING"}
 os.environ.update(ENVIRONMENT)
 
 

@@ -5,27 +5,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.environment import moto_environment
+
 TABLE = "segments-test"
 BUCKET = "segments-reports-test"
 
 os.environ.update(
-    {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        # moto 5 streams: newer botocore would route stream calls to an account endpoint moto does not know.
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-        "TABLE_NAME": TABLE,
-        "REPORTS_BUCKET": BUCKET,
-        "CATALOG_CACHE_SECONDS": "0",
-        "POWERTOOLS_SERVICE_NAME": "segments",
-        "POWERTOOLS_METRICS_NAMESPACE": "Segments",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_METRICS_DISABLED": "true",
-        "POWERTOOLS_DEV": "false",
-    }
+    moto_environment(TABLE, BUCKET, catalog_cache_seconds=0)
+    | {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_DEV": "false"}
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
