@@ -34,19 +34,13 @@ from psycopg.rows import dict_row
 from tests.conftest import BUCKET, TABLE
 from tests.integration.test_segment_deletion import run_cleanup
 from tests.support.api import Api, call
-from tests.support.sql_queries import fresh_database, load_queries
+from tests.support.sql_queries import D30, D50, VAS, VOICE, fresh_database, load_queries
 from tests.support.streams import StreamTap, deliver, template_filter
 
 pytestmark = [pytest.mark.sql, pytest.mark.xdist_group("sql")]
 
 QUERIES = load_queries()
 
-VOICE, VAS, D30, D50 = (
-    "AVITO_VOICE_MESSAGES",
-    "AVITO_PERFORMANCE_VAS",
-    "AVITO_DISCOUNT_30",
-    "AVITO_DISCOUNT_50",
-)
 SEED_USERS = [1000, 1002, 1004, 1006]
 RANDOM_USERS = list(range(2001, 2011))
 RANDOM_SLUGS = [f"RND_{letter}" for letter in "ABCDE"]

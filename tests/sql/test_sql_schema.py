@@ -19,18 +19,12 @@ from logic.buckets import (
     lowest_fitting_gap,
     resize_range,
 )
-from tests.support.sql_queries import fresh_database, load_queries
+from tests.support.sql_queries import D30, D50, VAS, VOICE, fresh_database, load_queries
 
 pytestmark = [pytest.mark.sql, pytest.mark.xdist_group("sql")]
 
 QUERIES = load_queries()
 
-VOICE, VAS, D30, D50 = (
-    "AVITO_VOICE_MESSAGES",
-    "AVITO_PERFORMANCE_VAS",
-    "AVITO_DISCOUNT_30",
-    "AVITO_DISCOUNT_50",
-)
 T0 = datetime(2023, 8, 29, 10, 0, tzinfo=UTC)
 AUGUST = {"period_start": datetime(2023, 8, 1, tzinfo=UTC), "period_end": datetime(2023, 9, 1, tzinfo=UTC)}
 

@@ -10,6 +10,14 @@ from pathlib import Path
 QUERIES_FILE = Path(__file__).resolve().parents[2] / "sql" / "queries.sql"
 _HEADER = re.compile(r"^--[ \t]*name:[ \t]*([a-z_][a-z0-9_]*)[ \t]*$", re.MULTILINE)
 
+# The SPEC's example segments, which both SQL test modules seed.
+VOICE, VAS, D30, D50 = (
+    "AVITO_VOICE_MESSAGES",
+    "AVITO_PERFORMANCE_VAS",
+    "AVITO_DISCOUNT_30",
+    "AVITO_DISCOUNT_50",
+)
+
 
 def load_queries(path: Path = QUERIES_FILE) -> dict[str, str]:
     """Each `-- name: x` header and the lines up to the next one; whole-line comments dropped.
