@@ -11,8 +11,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import BUCKET, ENVIRONMENT, FUNCTIONS, ROOT, TABLE, Figure
@@ -129,6 +131,27 @@ def seed_items() -> list[dict[str, Any]]:
         return list(boto3.client("dynamodb").scan(TableName=TABLE)["Items"])
 
 
+def build_function(name: str, into: Path) -> Path:
+    """The function's package as `sam build` makes it (functions/Makefile): its code, compiled.
+
+    Its dependencies are this venv's, compiled by pip at install, as the layer ships them.
+    """
+    artifacts = into / name
+    subprocess.run(
+        [
+            "make",
+            "--silent",
+            "-C",
+            str(FUNCTIONS),
+            f"build-{name}",
+            f"ARTIFACTS_DIR={artifacts}",
+            f"PYTHON={sys.executable}",
+        ],
+        check=True,
+    )
+    return artifacts
+
+
 def run_fresh(script: str, environment: dict[str, str], *arguments: str) -> tuple[float, str]:
     """Seconds from spawning the process to its exit, and what it wrote to stderr."""
     start = time.perf_counter()
@@ -150,7 +173,7 @@ def measure(repeats: int, only: list[str] | None = None) -> tuple[list[Figure], 
     functions = [found for found in functions_in_template() if only is None or found[0] in only]
     items = seed_items()
     figures, durations = [], {}
-    with SeededServer(items) as server:
+    with SeededServer(items) as server, tempfile.TemporaryDirectory() as builds:
         environment = {
             **{
                 key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "POWERTOOLS_"))
@@ -166,12 +189,13 @@ def measure(repeats: int, only: list[str] | None = None) -> tuple[list[Figure], 
             if not event_file.exists():
                 continue
             script = HANDLER_SCRIPT.format(module=module, name=name)
+            built = {**environment, "PYTHONPATH": str(build_function(name, Path(builds)))}
             leave_out = LEAVE_OUT.get(module.split(".")[-1], set())
             mine, base, ratios, s3_ratios, status = [], [], [], [], ""
             warm_ups = 1 if repeats > 1 else 0  # a first pair that only warms the file cache
             for attempt in range(repeats + warm_ups):
                 server.reset(leave_out)
-                seconds, written = run_fresh(script, environment, str(event_file))
+                seconds, written = run_fresh(script, built, str(event_file))
                 floor_seconds, _ = run_fresh(floor_script, environment)
                 s3_floor_seconds = run_fresh(s3_floor_script, environment)[0] if uses_s3 else 0.0
                 status = _status(written)

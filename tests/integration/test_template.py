@@ -1,8 +1,10 @@
 """template.yaml is valid SAM, lint-clean, builds, and keeps every function least-privileged."""
 
+import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,19 +35,78 @@ def test_cfn_lint_finds_nothing() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@needs_sam
-@pytest.mark.slow
-def test_sam_build_packages_every_function(tmp_path: Path) -> None:
-    result = run(SAM, "build", "--build-dir", str(tmp_path / "build"), "--cache-dir", str(tmp_path / "cache"))
+@pytest.fixture(scope="module")
+def sam_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`sam build` of the template, as `sam deploy` would package it (arm64 wheels, bytecode)."""
+    if not Path(SAM).exists():
+        pytest.skip("make test installs aws-sam-cli in .venv-sam")
+    scratch = tmp_path_factory.mktemp("sam")
+    result = run(SAM, "build", "--build-dir", str(scratch / "build"), "--cache-dir", str(scratch / "cache"))
     assert result.returncode == 0, result.stdout + result.stderr
-    built = {path.name for path in (tmp_path / "build").iterdir() if path.is_dir()}
-    functions = {
-        name
+    return scratch / "build"
+
+
+def template_functions() -> dict[str, str]:
+    """{logical id: handler module} of every function."""
+    return {
+        name: resource["Properties"]["Handler"].rsplit(".", 1)[0]
         for name, resource in load_yaml_template()["Resources"].items()
         if resource["Type"] == "AWS::Serverless::Function"
     }
-    assert functions <= built
-    assert (tmp_path / "build" / "GetUserSegmentsFunction" / "handlers" / "api_get_user_segments.py").exists()
+
+
+@pytest.mark.slow
+def test_sam_build_packages_every_function_with_its_code_only(sam_built: Path) -> None:
+    for name in template_functions():
+        assert sorted(path.name for path in (sam_built / name).iterdir()) == [
+            "dal", "handlers", "logic", "models", "shared"
+        ], name  # fmt: skip
+    layer = sam_built / "DependenciesLayer" / "python"
+    for package in ("aws_lambda_powertools", "pynamodb", "botocore", "fastjsonschema"):
+        assert (layer / package / "__init__.py").exists(), package
+
+
+@pytest.mark.slow
+def test_everything_deployed_ships_as_bytecode_lambda_can_use(sam_built: Path) -> None:
+    # Lambda's /var/task and /opt are read-only: a source file without bytecode is compiled at every
+    # cold start. The bytecode is for the runtime's Python and is not checked against a source time.
+    sources = [
+        *(sam_built / "GetUserSegmentsFunction").rglob("*.py"),
+        *(sam_built / "DependenciesLayer").rglob("*.py"),
+    ]
+    assert len(sources) > 500
+    for source in sources:
+        compiled = source.parent / "__pycache__" / f"{source.stem}.cpython-312.pyc"
+        assert compiled.exists(), source
+        header = compiled.read_bytes()[:16]
+        assert header[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(header[4:8], "little") == 0b01, (
+            source
+        )
+
+
+@pytest.mark.slow
+def test_each_built_function_imports_from_its_package_and_the_layer_alone(sam_built: Path) -> None:
+    layer = sam_built / "DependenciesLayer" / "python"
+    for name, module in template_functions().items():
+        script = (
+            "import sys\n"
+            f"sys.path[:0] = [{str(sam_built / name)!r}, {str(layer)!r}]\n"  # /var/task, then /opt/python
+            f"import {module}\n"
+            "files = [getattr(module, '__file__', None) or '' for module in list(sys.modules.values())]\n"
+            "outside = sorted(file for file in files if 'site-packages' in file)\n"
+            "assert not outside, outside\n"
+        )
+        environment = {
+            **os.environ,
+            "TABLE_NAME": "segments",
+            "AWS_DEFAULT_REGION": "eu-west-1",
+            "BUCKET_NAME": "b",
+        }
+        environment.pop("PYTHONPATH", None)
+        done = subprocess.run(
+            [sys.executable, "-S", "-c", script], env=environment, capture_output=True, text=True
+        )
+        assert done.returncode == 0, (name, done.stderr[-2000:])
 
 
 def test_every_route_has_one_function_and_an_event_file() -> None:
