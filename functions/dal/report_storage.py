@@ -5,6 +5,7 @@ import math
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -48,8 +49,15 @@ class S3ReportStorage:
             return None  # written but never finished: write it again
         return StoredReport(rows=int(values["rows"]), complete=values.get("complete") == "true")
 
-    def save(self, key: str, lines: Iterable[str], should_stop: Callable[[], bool]) -> int | None:
-        """One PutObject for a small report, a multipart upload for a big one; memory stays one part."""
+    def save(
+        self,
+        key: str,
+        lines: Iterable[str],
+        should_stop: Callable[[], bool],
+        describe: Callable[[int], StoredReport],
+    ) -> StoredReport | None:
+        """One PutObject, tags included, for a small report; a multipart upload for a big one, tagged
+        once complete. Memory stays one part. An object without its tags reads as unfinished."""
         buffer = io.BytesIO()
         upload_id: str | None = None
         parts: list[dict[str, Any]] = []
@@ -64,27 +72,23 @@ class S3ReportStorage:
                 if buffer.tell() >= PART_BYTES:
                     upload_id = upload_id or self._start(key)
                     parts.append(self._part(key, upload_id, len(parts) + 1, buffer))
+            report = describe(count)
             if upload_id is None:
                 self._s3.put_object(
                     Bucket=self._bucket, Key=key, Body=buffer.getvalue(), ContentType=CONTENT_TYPE,
-                    ServerSideEncryption="AES256",
+                    ServerSideEncryption="AES256", Tagging=urlencode(_tags(report)),
                 )  # fmt: skip
-                return count
+                return report
             parts.append(self._part(key, upload_id, len(parts) + 1, buffer))
             self._s3.complete_multipart_upload(
                 Bucket=self._bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
-            return count
         except BaseException:
             self._abort(key, upload_id)
             raise
-
-    def mark(self, key: str, report: StoredReport) -> None:
-        tags = [
-            {"Key": "rows", "Value": str(report.rows)},
-            {"Key": "complete", "Value": str(report.complete).lower()},
-        ]
+        tags = [{"Key": name, "Value": value} for name, value in _tags(report).items()]
         self._s3.put_object_tagging(Bucket=self._bucket, Key=key, Tagging={"TagSet": tags})
+        return report
 
     def link(self, key: str) -> tuple[str, datetime]:
         url = self._s3.generate_presigned_url(
@@ -109,6 +113,10 @@ class S3ReportStorage:
     def _abort(self, key: str, upload_id: str | None) -> None:
         if upload_id is not None:
             self._s3.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
+
+
+def _tags(report: StoredReport) -> dict[str, str]:
+    return {"rows": str(report.rows), "complete": str(report.complete).lower()}
 
 
 @busy_when_transient

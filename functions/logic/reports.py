@@ -64,11 +64,16 @@ class ReportWriter(Protocol):
 class ReportStorage(Protocol):
     def describe(self, key: str) -> StoredReport | None: ...
 
-    def save(self, key: str, lines: Iterable[str], should_stop: Callable[[], bool]) -> int | None:
-        """Stream the lines into the object and count them; None (nothing stored) if should_stop() said so."""
+    def save(
+        self,
+        key: str,
+        lines: Iterable[str],
+        should_stop: Callable[[], bool],
+        describe: Callable[[int], StoredReport],
+    ) -> StoredReport | None:
+        """Stream the lines into the object and store `describe(number of lines)` with it, which
+        `describe(key)` answers from then on; None (nothing stored) if should_stop() said so."""
         ...
-
-    def mark(self, key: str, report: StoredReport) -> None: ...
 
     def link(self, key: str) -> tuple[str, datetime]: ...
 
@@ -159,11 +164,12 @@ def history_report(
     key = report_key(period, user_id)
     stored = storage.describe(key)
     if stored is None or not stored.complete:
-        lines = storage.save(key, csv_lines(rows()), should_stop)
-        if lines is None:
+        complete = period.closed_at(now)
+        stored = storage.save(
+            key, csv_lines(rows()), should_stop, lambda lines: StoredReport(rows=lines - 1, complete=complete)
+        )
+        if stored is None:
             background.request(key, period.month, user_id, now)
             return ReportPending(period.month, user_id)
-        stored = StoredReport(rows=lines - 1, complete=period.closed_at(now))
-        storage.mark(key, stored)
     url, expires_at = storage.link(key)
     return ReportLink(url, expires_at, period.month, user_id, stored.rows)

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import BUCKET, TABLE
 from tests.support.api import Api, call
+from tests.support.calls import counting_calls
 from tests.support.events import load_event
 from tests.support.streams import StreamTap, deliver, template_filter
 
@@ -217,6 +218,38 @@ def test_closed_month_is_written_once_and_linked_again(aws: None) -> None:
     second = call("api_history_report")
     assert second.body["rows"] == first.body["rows"] == 2
     assert s3.head_object(Bucket=BUCKET, Key="reports/users/1000/2023-08.csv")["LastModified"] == stamp
+
+
+def test_a_report_is_stored_with_its_description_in_one_write(aws: None) -> None:
+    deliver("stream_history", load_event("stream_history")["Records"])
+    with counting_calls() as calls:
+        answer = call("api_history_report")
+    assert answer.status == 200 and answer.body["rows"] == 2
+    # The object and the tags that say it is finished appear together, or not at all.
+    assert calls["PutObject"] == 1 and calls["PutObjectTagging"] == 0
+    tags = boto3.client("s3").get_object_tagging(Bucket=BUCKET, Key="reports/users/1000/2023-08.csv")[
+        "TagSet"
+    ]
+    assert {tag["Key"]: tag["Value"] for tag in tags} == {"rows": "2", "complete": "true"}
+
+
+def test_a_report_bigger_than_a_part_is_uploaded_in_parts_and_described_once_whole(aws: None) -> None:
+    from dal.report_storage import PART_BYTES, S3ReportStorage
+    from logic.reports import StoredReport
+
+    line = "1000;AVITO_VOICE_MESSAGES;add;2023-08-29T10:00:00Z;manual\n"
+    count = PART_BYTES // len(line) + 1000  # one full part and a bit
+    storage = S3ReportStorage(BUCKET, 900)
+    with counting_calls() as calls:
+        stored = storage.save("reports/big.csv", (line for _ in range(count)), lambda: False,
+                              lambda lines: StoredReport(rows=lines - 1, complete=False))  # fmt: skip
+    assert stored == StoredReport(rows=count - 1, complete=False)
+    assert (
+        calls["UploadPart"] == 2 and calls["CompleteMultipartUpload"] == 1 and calls["PutObjectTagging"] == 1
+    )
+    assert storage.describe("reports/big.csv") == stored
+    body = boto3.client("s3").get_object(Bucket=BUCKET, Key="reports/big.csv")["Body"].read()
+    assert len(body) == count * len(line) and body.endswith(line.encode())
 
 
 def test_empty_month_is_a_header_only_csv(aws: None) -> None:
