@@ -322,6 +322,8 @@ def bind_table(table_name: str) -> None:
     pynamodb gives each model a connection with a botocore session of its own, and each session loads
     the DynamoDB service model again: a fifth of a cold start for every further model a function uses.
     The models are views of one physical table, so the shared connection carries the widest schema.
+    Its botocore client is made here, once: pynamodb makes it on first use, and threads that start
+    together (a report's shards, a clean-up's shards) would each make one, a session and all.
     """
     for model in ALL_MODELS:
         model.Meta.table_name = table_name
@@ -329,6 +331,7 @@ def bind_table(table_name: str) -> None:
     shared = widest._get_connection().connection
     for model in ALL_MODELS:
         model._get_connection().connection = shared
+    _ = shared.client
 
 
 def shared_connection() -> Connection:
