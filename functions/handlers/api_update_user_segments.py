@@ -1,7 +1,5 @@
 """POST /users/{user_id}/segments"""
 
-from dataclasses import asdict
-
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -31,7 +29,7 @@ def change(user_id: str) -> Response:
     )
     metrics.add_metric(name="MembershipsAdded", unit=MetricUnit.Count, value=len(result.added))
     metrics.add_metric(name="MembershipsRemoved", unit=MetricUnit.Count, value=len(result.removed))
-    return json_response(200, asdict(result))
+    return json_response(200, result._asdict())
 
 
 lambda_handler = lambda_entry(app)

@@ -17,7 +17,6 @@ See docs/percentage-segments.md.
 """
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from logic.buckets import bucket_of
@@ -39,14 +38,14 @@ Event = RuleChange | HistoryRow | QuietChange
 _KIND_ORDER = {RuleChange: 0, HistoryRow: 1, QuietChange: 2}  # at one instant: rule, row, quiet
 
 
-@dataclass
 class _Replay:
     """One user's membership of one slug, as the replay goes."""
 
-    user_id: int
-    rule: RuleChange | None = None
-    explicit: MembershipState | None = None  # MEMBER or OPTED_OUT; None: the bucket decides
-    buckets: dict[str, int] = field(default_factory=dict)
+    def __init__(self, user_id: int) -> None:
+        self.user_id = user_id
+        self.rule: RuleChange | None = None
+        self.explicit: MembershipState | None = None  # MEMBER or OPTED_OUT; None: the bucket decides
+        self.buckets: dict[str, int] = {}
 
     def is_in(self) -> bool:
         if self.explicit is not None:

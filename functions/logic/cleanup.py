@@ -2,9 +2,8 @@
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from models.domain import (
     Change,
@@ -33,8 +32,7 @@ class CleanupStore(Protocol):
     ) -> None: ...
 
 
-@dataclass(frozen=True)
-class Progress:
+class Progress(NamedTuple):
     shard: int = 0
     cursor: str | None = None
     removed: int = 0
@@ -50,7 +48,7 @@ def ended_by_deletion(record: MembershipRecord, generation: DeletedGeneration) -
     if record.change is not None and record.change.at >= at:
         at = record.change.at + timedelta(microseconds=1)
     change = Change(Operation.REMOVE, Reason.SEGMENT_DELETED, at)
-    return replace(record, state=MembershipState.REMOVED, revision=record.revision + 1, change=change)
+    return record._replace(state=MembershipState.REMOVED, revision=record.revision + 1, change=change)
 
 
 def clean_up_generation(

@@ -6,16 +6,15 @@ once per change. Rows have deterministic keys, so a re-delivered record writes t
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from models.domain import HistoryRow, MembershipRecord, MembershipState, Operation, Reason
 
 DeletionTime = Callable[[str, int], datetime | None]
 
 
-@dataclass(frozen=True)
-class ItemChange:
+class ItemChange(NamedTuple):
     """One stream record of a membership item."""
 
     old: MembershipRecord | None

@@ -3,8 +3,8 @@
 import random
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from logic.buckets import bucket_of
 from logic.catalog import SegmentCatalog
@@ -28,15 +28,13 @@ from models.errors import ConcurrentChange, InvalidRequest, SegmentsMissing, Ser
 MAX_EXPIRY = timedelta(days=3650)
 
 
-@dataclass(frozen=True)
-class SegmentAdd:
+class SegmentAdd(NamedTuple):
     slug: str
     ttl_seconds: int | None = None
     expires_at: datetime | None = None
 
 
-@dataclass(frozen=True)
-class UpdateResult:
+class UpdateResult(NamedTuple):
     user_id: int
     added: list[str]
     removed: list[str]
@@ -44,13 +42,13 @@ class UpdateResult:
     segments: list[str]
 
 
-@dataclass
 class _Plan:
-    writes: list[MembershipWrite] = field(default_factory=list)
-    guards: list[MembershipGuard] = field(default_factory=list)
-    added: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.writes: list[MembershipWrite] = []
+        self.guards: list[MembershipGuard] = []
+        self.added: list[str] = []
+        self.removed: list[str] = []
+        self.unchanged: list[str] = []
 
 
 def active_memberships(

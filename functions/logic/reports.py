@@ -3,9 +3,8 @@
 import heapq
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from logic.history import expired_rows
 from models.domain import HistoryRow, MembershipRecord
@@ -17,8 +16,7 @@ HEADER = "user_id;segment;operation;timestamp;reason\n"
 RETRY_AFTER_SECONDS = 10
 
 
-@dataclass(frozen=True)
-class Period:
+class Period(NamedTuple):
     month: str  # YYYY-MM
     start: datetime
     end: datetime
@@ -27,8 +25,7 @@ class Period:
         return now >= self.end
 
 
-@dataclass(frozen=True)
-class ReportLink:
+class ReportLink(NamedTuple):
     url: str
     expires_at: datetime
     period: str
@@ -36,15 +33,13 @@ class ReportLink:
     rows: int
 
 
-@dataclass(frozen=True)
-class ReportPending:
+class ReportPending(NamedTuple):
     period: str
     user_id: int | None
     retry_after: int = RETRY_AFTER_SECONDS
 
 
-@dataclass(frozen=True)
-class StoredReport:
+class StoredReport(NamedTuple):
     rows: int
     complete: bool  # written after its month closed: it will never change
 

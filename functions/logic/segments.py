@@ -2,8 +2,8 @@
 
 import random
 import time
-from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import NamedTuple
 
 from logic.buckets import BUCKETS, Range, largest_free_gap, lowest_fitting_gap, resize_range, units_to_percent
 from logic.ports import SegmentStore
@@ -20,16 +20,14 @@ from models.errors import (
 WRITE_ATTEMPTS = 6  # writers of one group or segment retry this often before answering 503
 
 
-@dataclass(frozen=True)
-class NewSegment:
+class NewSegment(NamedTuple):
     slug: str
     description: str = ""
     auto_percent: int | None = None  # bucket units
     exclusion_group: str | None = None
 
 
-@dataclass(frozen=True)
-class SegmentPatch:
+class SegmentPatch(NamedTuple):
     description: str | None = None
     change_percent: bool = False
     auto_percent: int | None = None
@@ -97,13 +95,13 @@ def patch_segment(
         current = get_segment(store, slug)
         changed = current
         if patch.description is not None:
-            changed = replace(changed, description=patch.description)
+            changed = changed._replace(description=patch.description)
         group = None
         if patch.change_percent:
             changed, group = _resized(store, changed, patch.auto_percent)
         if changed == current:
             return current
-        changed = replace(changed, updated_at=now, revision=current.revision + 1)
+        changed = changed._replace(updated_at=now, revision=current.revision + 1)
         rule = None
         if (changed.bucket_start, changed.bucket_end) != (current.bucket_start, current.bucket_end):
             rule = _rule(changed, now)
@@ -173,9 +171,9 @@ def _room(current: Range, others: list[Range]) -> int:
 def _with_range(segment: Segment, auto_percent: int | None, bucket_range: Range | None = None) -> Segment:
     """Without a group a percentage segment holds buckets [0, p) of its own seed."""
     if auto_percent is None:
-        return replace(segment, auto_percent=None, bucket_start=None, bucket_end=None)
+        return segment._replace(auto_percent=None, bucket_start=None, bucket_end=None)
     start, end = bucket_range or (0, auto_percent)
-    return replace(segment, auto_percent=auto_percent, bucket_start=start, bucket_end=end)
+    return segment._replace(auto_percent=auto_percent, bucket_start=start, bucket_end=end)
 
 
 def _rule(segment: Segment, now: datetime) -> RuleChange:

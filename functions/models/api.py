@@ -8,8 +8,7 @@ body routes a quarter of their cold start: see docs/performance.md.)
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from logic.buckets import percent_to_units
 from logic.memberships import SegmentAdd
@@ -69,8 +68,7 @@ USER_SEGMENTS_SCHEMA: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True)
-class CreateSegmentRequest:
+class CreateSegmentRequest(NamedTuple):
     slug: str
     description: str
     auto_percent: int | None  # bucket units, hundredths of a percent
@@ -91,8 +89,7 @@ class CreateSegmentRequest:
         )
 
 
-@dataclass(frozen=True)
-class PatchSegmentRequest:
+class PatchSegmentRequest(NamedTuple):
     description: str | None
     auto_percent: int | None
     changes_percent: bool  # auto_percent was sent, even as null (which turns percentage off)
@@ -107,8 +104,7 @@ class PatchSegmentRequest:
         )
 
 
-@dataclass(frozen=True)
-class UserSegmentsRequest:
+class UserSegmentsRequest(NamedTuple):
     add: list[SegmentAdd]
     remove: list[str]
 

@@ -1,6 +1,5 @@
 """Domain errors. Each carries what the client needs; shared/http_errors.py turns them into problems."""
 
-from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -90,8 +89,9 @@ class ServiceBusy(DomainError):
         self.retry_after = retry_after
 
 
-@dataclass
 class ConcurrentChange(Exception):
     """A write's condition failed because something changed since it was read; the caller retries."""
 
-    changed_segments: list[str] = field(default_factory=list)
+    def __init__(self, changed_segments: list[str] | None = None) -> None:
+        super().__init__(changed_segments)
+        self.changed_segments = changed_segments or []

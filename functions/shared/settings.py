@@ -1,19 +1,18 @@
 """Every setting a function reads, from environment variables, validated once per container.
 
-A plain dataclass: a validation library would add to every cold start for a dozen numbers.
+A NamedTuple and a few checks: a validation library would add to every cold start for a dozen numbers.
 """
 
 import os
-from dataclasses import dataclass, fields
 from functools import lru_cache
+from typing import NamedTuple
 
 
 class SettingsError(ValueError):
     """An environment variable is missing or out of range: the function cannot start."""
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     table_name: str
     # The SPEC caps catalog staleness at 30 s when deployed; 0 turns the cache off.
     catalog_cache_seconds: float = 30
@@ -25,13 +24,14 @@ class Settings:
     # API Gateway gives up after 30 s: a report not written by then is finished in the background.
     report_deadline_seconds: float = 20
 
-    def __post_init__(self) -> None:
+    def checked(self) -> "Settings":
         _check(len(self.table_name) >= 3, "table_name", "at least 3 characters")
         _check(0 <= self.catalog_cache_seconds <= 30, "catalog_cache_seconds", "from 0 to 30")
         _check(self.tombstone_seconds >= 60, "tombstone_seconds", "at least 60")
         _check(1 <= self.presigned_url_seconds <= 900, "presigned_url_seconds", "from 1 to 900")
         _check(1 <= self.write_attempts <= 20, "write_attempts", "from 1 to 20")
         _check(0 < self.report_deadline_seconds <= 25, "report_deadline_seconds", "above 0, at most 25")
+        return self
 
 
 def _check(holds: bool, name: str, rule: str) -> None:
@@ -50,12 +50,12 @@ def _parse(name: str, kind: type, text: str) -> object:
 def get_settings() -> Settings:
     """A missing or invalid variable fails at cold start, not in the middle of a request."""
     values: dict[str, object] = {}
-    for field in fields(Settings):
-        text = os.environ.get(field.name.upper())
+    for name, declared in Settings.__annotations__.items():
+        text = os.environ.get(name.upper())
         if text is None:
             continue
-        kind: type = field.type if field.type in (int, float) else str
-        values[field.name] = _parse(field.name, kind, text)
+        kind: type = declared if declared in (int, float) else str
+        values[name] = _parse(name, kind, text)
     if "table_name" not in values:
         raise SettingsError("TABLE_NAME must be set")
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings(**values).checked()  # type: ignore[arg-type]

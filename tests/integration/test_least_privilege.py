@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from shared.settings import Settings, SettingsError
+from shared.settings import Settings, SettingsError, get_settings
 from tests.support.table import load_yaml_template
 
 TEMPLATE = load_yaml_template()
@@ -214,9 +214,14 @@ def test_dead_letter_queues_are_encrypted() -> None:
 
 
 @pytest.mark.parametrize("seconds", [0, 901, 3600, 604_800])
-def test_presigned_links_cannot_outlive_15_minutes(seconds: int) -> None:
-    with pytest.raises(SettingsError, match="PRESIGNED_URL_SECONDS"):
-        Settings(table_name="segments", presigned_url_seconds=seconds)
+def test_presigned_links_cannot_outlive_15_minutes(seconds: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRESIGNED_URL_SECONDS", str(seconds))
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SettingsError, match="PRESIGNED_URL_SECONDS"):
+            get_settings()
+    finally:
+        get_settings.cache_clear()
 
 
 def test_presigned_link_lifetime_defaults_to_15_minutes_and_the_template_keeps_it() -> None:
