@@ -2,8 +2,7 @@
 
 import heapq
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from itertools import chain
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pynamodb.models import BatchWrite
@@ -27,6 +26,7 @@ from shared.clock import from_stored, to_stored
 HISTORY_SHARDS = MEMBER_SHARDS
 T = TypeVar("T")
 _EMPTY: Any = object()
+_READER = ThreadPoolExecutor(max_workers=HISTORY_SHARDS + MEMBER_SHARDS, thread_name_prefix="shard-reader")
 
 
 @busy_when_transient
@@ -56,7 +56,7 @@ class DynamoHistoryStore:
             (_row(item) for item in HistoryItem.months.query(history_month_pk(month, shard)))
             for shard in range(HISTORY_SHARDS)
         ]
-        return heapq.merge(*_started_together(shards))
+        return heapq.merge(*_read_ahead(shards))
 
     def expiring_in_month(self, month: str) -> Iterator[MembershipRecord]:
         """Memberships whose expiry falls in the month and that DynamoDB has not deleted yet."""
@@ -65,19 +65,22 @@ class DynamoHistoryStore:
             for shard in range(MEMBER_SHARDS)
         ]
         return heapq.merge(
-            *_started_together(shards), key=lambda record: (record.expires_at, record.user_id, record.slug)
+            *_read_ahead(shards), key=lambda record: (record.expires_at, record.user_id, record.slug)
         )
 
 
-def _started_together(shards: Sequence[Iterator[T]]) -> list[Iterator[T]]:
-    """Each shard with its first page already read, all shards at once: a report waits for one Query
-    round trip instead of one per shard. Later pages are read as the merge reaches them."""
-    with ThreadPoolExecutor(max_workers=len(shards)) as pool:
-        firsts = list(pool.map(lambda shard: next(shard, _EMPTY), shards))
-    return [
-        iter(()) if first is _EMPTY else chain([first], shard)
-        for first, shard in zip(firsts, shards, strict=True)
-    ]
+def _read_ahead(shards: Sequence[Iterator[T]]) -> list[Iterator[T]]:
+    """Each shard's first page is asked for now, in the background, for every shard at once: a report
+    waits for about one Query round trip, not one per shard (the history and expiry shards of a month
+    overlap too). Later pages are read as the merge reaches them."""
+    return [_after(_READER.submit(next, shard, _EMPTY), shard) for shard in shards]
+
+
+def _after(first: "Future[T]", rest: Iterator[T]) -> Iterator[T]:
+    item = first.result()
+    if item is not _EMPTY:
+        yield item
+        yield from rest
 
 
 def _item(row: HistoryRow) -> HistoryItem:
