@@ -2,6 +2,7 @@
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Protocol
 
 from logic.auto_history import auto_history_rows, quiet_changes_of
@@ -34,13 +35,16 @@ class FullHistory(HistorySource, Protocol):
 
 
 def auto_rows(
-    source: FullHistory, memberships: UserRecords, now: datetime
+    source: FullHistory,
+    memberships: UserRecords,
+    user_records: Callable[[int], list[MembershipRecord]],
+    now: datetime,
 ) -> Callable[[int, Period], list[HistoryRow]]:
     """A user's entries into and out of percentage segments, derived from the segments' rule changes
     (no row is stored per user); the replay needs the user's whole history up to the period's end."""
 
     def derive(user_id: int, period: Period) -> list[HistoryRow]:
-        records = memberships.user_records(user_id)
+        records = user_records(user_id)
         stored = list(source.user_until(user_id, to_stored(period.end)))
         expired = expired_rows(records, EPOCH, period.end, now)
         return auto_history_rows(
@@ -62,8 +66,9 @@ def write_report(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> ReportLink | ReportPending:
     def rows() -> Iterator[HistoryRow]:
-        derived = auto_rows(source, memberships, now)
-        return report_rows(source, period, user_id, now, memberships.user_records, derived)
+        user_records = cache(memberships.user_records)  # both the expiries and the replay need them
+        derived = auto_rows(source, memberships, user_records, now)
+        return report_rows(source, period, user_id, now, user_records, derived)
 
     return history_report(storage, background, rows, period, user_id, now, should_stop)
 
