@@ -36,7 +36,7 @@ class GeneratedHistory:
                 Reason.MANUAL,
             )  # fmt: skip
 
-    def user_month(self, user_id: int, month: str) -> Iterator[HistoryRow]:
+    def user_until(self, user_id: int, end: str) -> Iterator[HistoryRow]:
         return iter(())
 
     def expiring_in_month(self, month: str) -> Iterator[MembershipRecord]:

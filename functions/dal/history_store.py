@@ -40,12 +40,6 @@ class DynamoHistoryStore:
                 written += 1
         return written
 
-    def user_month(self, user_id: int, month: str) -> Iterator[HistoryRow]:
-        """One user's rows of a month, in time order: a Query of the user's partition, asked for now in
-        the background (the report reads the user's memberships and rules meanwhile)."""
-        items = HistoryItem.query(user_pk(user_id), HistoryItem.sk.between(f"HIST#{month}", f"HIST#{month}~"))
-        return _read_ahead([(_row(item) for item in items)])[0]
-
     def user_until(self, user_id: int, end: str) -> Iterator[HistoryRow]:
         """Every row of one user before `end` (a stored timestamp), in time order."""
         items = HistoryItem.query(user_pk(user_id), HistoryItem.sk.between("HIST#", f"HIST#{end}"))

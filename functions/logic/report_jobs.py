@@ -19,7 +19,6 @@ from logic.reports import (
     report_rows,
 )
 from models.domain import HistoryRow, MembershipRecord, RuleChange
-from shared.clock import to_stored
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -30,22 +29,14 @@ class UserRecords(Protocol):
     def rule_changes(self) -> list[RuleChange]: ...
 
 
-class FullHistory(HistorySource, Protocol):
-    def user_until(self, user_id: int, end: str) -> Iterator[HistoryRow]: ...
-
-
 def auto_rows(
-    source: FullHistory,
-    memberships: UserRecords,
-    user_records: Callable[[int], list[MembershipRecord]],
-    now: datetime,
-) -> Callable[[int, Period], list[HistoryRow]]:
+    memberships: UserRecords, user_records: Callable[[int], list[MembershipRecord]], now: datetime
+) -> Callable[[int, Period, list[HistoryRow]], list[HistoryRow]]:
     """A user's entries into and out of percentage segments, derived from the segments' rule changes
     (no row is stored per user); the replay needs the user's whole history up to the period's end."""
 
-    def derive(user_id: int, period: Period) -> list[HistoryRow]:
+    def derive(user_id: int, period: Period, stored: list[HistoryRow]) -> list[HistoryRow]:
         records = user_records(user_id)
-        stored = list(source.user_until(user_id, to_stored(period.end)))
         expired = expired_rows(records, EPOCH, period.end, now)
         return auto_history_rows(
             user_id, memberships.rule_changes(), sorted({*stored, *expired}), period.start, period.end,
@@ -56,7 +47,7 @@ def auto_rows(
 
 
 def write_report(
-    source: FullHistory,
+    source: HistorySource,
     memberships: UserRecords,
     storage: ReportStorage,
     background: BackgroundReports,
@@ -67,7 +58,7 @@ def write_report(
 ) -> ReportLink | ReportPending:
     def rows() -> Iterator[HistoryRow]:
         user_records = cache(memberships.user_records)  # both the expiries and the replay need them
-        derived = auto_rows(source, memberships, user_records, now)
+        derived = auto_rows(memberships, user_records, now)
         return report_rows(source, period, user_id, now, user_records, derived)
 
     return history_report(storage, background, rows, period, user_id, now, should_stop)

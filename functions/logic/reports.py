@@ -9,7 +9,7 @@ from typing import NamedTuple, Protocol
 from logic.history import expired_rows
 from models.domain import HistoryRow, MembershipRecord
 from models.errors import InvalidRequest
-from shared.clock import to_public
+from shared.clock import to_public, to_stored
 
 PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$", re.ASCII)
 HEADER = "user_id;segment;operation;timestamp;reason\n"
@@ -45,7 +45,9 @@ class StoredReport(NamedTuple):
 
 
 class HistorySource(Protocol):
-    def user_month(self, user_id: int, month: str) -> Iterator[HistoryRow]: ...
+    def user_until(self, user_id: int, end: str) -> Iterator[HistoryRow]:
+        """Every row of one user before `end` (a stored timestamp), in time order."""
+        ...
 
     def all_users_month(self, month: str) -> Iterator[HistoryRow]: ...
 
@@ -108,15 +110,19 @@ def report_rows(
     user_id: int | None,
     now: datetime,
     user_records: Callable[[int], list[MembershipRecord]],
-    extra_user_rows: Callable[[int, Period], list[HistoryRow]] | None = None,
+    extra_user_rows: Callable[[int, Period, list[HistoryRow]], list[HistoryRow]] | None = None,
 ) -> Iterator[HistoryRow]:
-    """The month's rows in report order, each once: stored history, undeleted expiries, derived rows."""
+    """The month's rows in report order, each once: stored history, undeleted expiries, derived rows.
+
+    A user's rows are read up to the month's end in one Query: the month is their tail, and deriving
+    the user's percentage-segment rows replays all of them."""
     if user_id is None:
         pending = _pending_expiries(source.expiring_in_month(period.month), period, now)
         return unique(heapq.merge(source.all_users_month(period.month), pending))
-    stored = source.user_month(user_id, period.month)
+    history = list(source.user_until(user_id, to_stored(period.end)))
+    stored = [row for row in history if row.at >= period.start]
     expiring = expired_rows(user_records(user_id), period.start, period.end, now)
-    derived = sorted(extra_user_rows(user_id, period)) if extra_user_rows else []
+    derived = sorted(extra_user_rows(user_id, period, history)) if extra_user_rows else []
     return unique(heapq.merge(stored, expiring, derived))
 
 
