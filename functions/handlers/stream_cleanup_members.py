@@ -1,10 +1,15 @@
-"""DynamoDB stream → removes the members of deleted segment generations, in the background."""
+"""DynamoDB stream → removes the members of deleted segment generations, in the background.
+
+One record per invocation (template.yaml: BatchSize 1). Each is a long job that saves its progress
+and re-triggers itself through the stream, so a batch of them would only share one timeout. A
+failure fails the invocation: Lambda retries it, then sends it to the dead-letter queue. With no
+partial batch to report there is nothing for powertools' batch processor to do, and its import
+(asyncio included) was a twentieth of this function's cold start.
+"""
 
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -15,7 +20,6 @@ from logic.cleanup import Progress, clean_up_generation
 from shared.observability import logger, metrics, tracer
 
 SAFETY_MARGIN_MS = 30_000
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
 @tracer.capture_method
@@ -37,7 +41,6 @@ def clean_up(record: DynamoDBRecord, lambda_context: LambdaContext) -> None:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(
-        event=event, record_handler=clean_up, processor=processor, context=context
-    )
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> None:
+    for record in event["Records"]:
+        clean_up(DynamoDBRecord(record), context)

@@ -1,9 +1,13 @@
-"""DynamoDB stream → finishes history reports that did not fit in an API request's deadline."""
+"""DynamoDB stream → finishes history reports that did not fit in an API request's deadline.
+
+One report per invocation (template.yaml: BatchSize 1): a report may take minutes. A failure fails
+the invocation: Lambda retries it, then sends it to the dead-letter queue. With no partial batch to
+report there is nothing for powertools' batch processor to do, and its import (asyncio included)
+was a twentieth of this function's cold start.
+"""
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -12,8 +16,6 @@ from logic.report_jobs import write_report
 from logic.reports import parse_period
 from shared.clock import utc_now
 from shared.observability import logger, metrics, tracer
-
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
 @tracer.capture_method
@@ -30,7 +32,6 @@ def finish_report(record: DynamoDBRecord) -> None:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(
-        event=event, record_handler=finish_report, processor=processor, context=context
-    )
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> None:
+    for record in event["Records"]:
+        finish_report(DynamoDBRecord(record))
