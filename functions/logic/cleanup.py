@@ -64,22 +64,11 @@ def clean_up_generation(
     Every write is conditional on the record read, so a re-delivered or overlapping run is harmless.
     """
     shard, cursor, removed = progress.shard, progress.cursor, progress.removed
-    first_pages: dict[int, tuple[list[MembershipRecord], str | None]] = {}
     with ThreadPoolExecutor(max_workers=PARALLEL_WRITES) as pool:
-
-        def first_page(of: int) -> tuple[list[MembershipRecord], str | None]:
-            return store.members_page(generation.slug, generation.generation, of, None, PAGE_SIZE)
-
         while shard < shards:
-            if cursor is None:
-                if shard not in first_pages:  # read with every later shard's: one round trip, not one each
-                    later = range(shard, shards)
-                    first_pages = dict(zip(later, pool.map(first_page, later), strict=True))
-                records, cursor = first_pages.pop(shard)
-            else:
-                records, cursor = store.members_page(
-                    generation.slug, generation.generation, shard, cursor, PAGE_SIZE
-                )
+            records, cursor = store.members_page(
+                generation.slug, generation.generation, shard, cursor, PAGE_SIZE
+            )
             removed += sum(pool.map(lambda record: _end(store, record, generation), records))
             if cursor is None:
                 shard += 1
