@@ -44,6 +44,9 @@ def defer_package_init(name: str) -> bool:
     parent, _, child = name.rpartition(".")
     if parent:
         setattr(sys.modules[parent], child, package)
+    for attribute, (module, _) in exports.items():
+        if module == f"{name}.{attribute}":  # a submodule of that name, once imported, would hide it
+            load(attribute)
     return True
 
 

@@ -56,6 +56,17 @@ def test_every_name_of_a_deferred_package_is_the_object_a_full_import_gives() ->
     assert deferred == imported
 
 
+def test_a_name_its_own_submodule_shares_stays_the_name_not_the_module() -> None:
+    # data_classes exports the function event_source from its submodule event_source.
+    script = (
+        "import handlers\n"
+        "import aws_lambda_powertools.utilities.data_classes.event_source\n"
+        "from aws_lambda_powertools.utilities.data_classes import event_source\n"
+        "print(callable(event_source) and not isinstance(event_source, type(handlers)))"
+    )
+    assert fresh_python(script).strip() == "True"
+
+
 def test_a_deferred_package_still_says_which_name_it_lacks() -> None:
     script = (
         "import handlers, aws_lambda_powertools.event_handler as package\n"
