@@ -27,7 +27,7 @@ class GeneratedHistory:
     def __init__(self, rows: int) -> None:
         self._rows = rows
 
-    def all_users_month(self, month: str) -> Iterator[HistoryRow]:
+    def all_users_month(self, month: str) -> Iterator[HistoryRow | MembershipRecord]:
         step = timedelta(days=30) / self._rows
         for number in range(self._rows):
             operation = Operation.ADD if number % 3 else Operation.REMOVE
@@ -37,9 +37,6 @@ class GeneratedHistory:
             )  # fmt: skip
 
     def user_until(self, user_id: int, end: str) -> Iterator[HistoryRow]:
-        return iter(())
-
-    def expiring_in_month(self, month: str) -> Iterator[MembershipRecord]:
         return iter(())
 
 

@@ -55,12 +55,9 @@ def history_sk(at: str, slug: str, operation: str) -> str:
     return f"HIST#{at}#{slug}#{operation}"
 
 
-def history_month_pk(month: str, shard: int) -> str:
-    return f"HISTORY#{month}#{shard}"
-
-
-def expiry_month_pk(month: str, shard: int) -> str:
-    return f"EXPIRES#{month}#{shard}"
+def month_pk(month: str, shard: int) -> str:
+    """gsi2: a month of every user, sharded by user: its history rows and the memberships expiring in it."""
+    return f"MONTH#{month}#{shard}"
 
 
 def padded_user(user_id: int) -> str:
@@ -258,7 +255,7 @@ class MembershipItem(Model):
 class HistoryItem(Model):
     """pk=USER#{user_id}, sk=HIST#{at}#{slug}#{operation}: one membership change, written once per change.
 
-    gsi2 (HISTORY#{YYYY-MM}#{shard}) serves a month of all users without a hot partition.
+    gsi2 (MONTH#{YYYY-MM}#{shard}) serves a month of all users without a hot partition.
     """
 
     class Meta(_TableMeta):

@@ -11,14 +11,14 @@ from dal.entities import (
     MEMBER_SHARDS,
     HistoryItem,
     MembershipItem,
-    expiry_month_pk,
-    history_month_pk,
     history_sk,
     member_shard,
+    month_pk,
     padded_user,
+    shared_connection,
     user_pk,
 )
-from dal.repository import membership_record, record_from_image
+from dal.repository import record_from_image
 from dal.transient import busy_when_transient
 from models.domain import HistoryRow, MembershipRecord, Operation, Reason
 from shared.clock import from_stored, to_stored
@@ -45,23 +45,43 @@ class DynamoHistoryStore:
         items = HistoryItem.query(user_pk(user_id), HistoryItem.sk.between("HIST#", f"HIST#{end}"))
         return (_row(item) for item in items)
 
-    def all_users_month(self, month: str) -> Iterator[HistoryRow]:
-        """Every user's rows of a month, merged in report order from the sharded month index."""
-        shards = [
-            (_row(item) for item in HistoryItem.months.query(history_month_pk(month, shard)))
-            for shard in range(HISTORY_SHARDS)
-        ]
-        return heapq.merge(*_read_ahead(shards))
+    def all_users_month(self, month: str) -> Iterator[HistoryRow | MembershipRecord]:
+        """A month of every user from the month index, in report order (time, user, slug): its history
+        rows, and the memberships expiring in it that DynamoDB's TTL has not deleted yet. One Query
+        per shard, every shard's first page asked for at once."""
+        shards = [_month_index(month, shard) for shard in range(HISTORY_SHARDS)]
+        merged = heapq.merge(*_read_ahead(shards), key=lambda item: item["gsi2sk"]["S"])
+        return (_month_entry(item) for item in merged)
 
-    def expiring_in_month(self, month: str) -> Iterator[MembershipRecord]:
-        """Memberships whose expiry falls in the month and that DynamoDB has not deleted yet."""
-        shards = [
-            (membership_record(item) for item in MembershipItem.expiries.query(expiry_month_pk(month, shard)))
-            for shard in range(MEMBER_SHARDS)
-        ]
-        return heapq.merge(
-            *_read_ahead(shards), key=lambda record: (record.expires_at, record.user_id, record.slug)
-        )
+
+def _month_index(month: str, shard: int) -> Iterator[dict[str, Any]]:
+    """One shard of a month, raw, page by page: history rows and expiring memberships are different
+    items, which a pynamodb query (bound to one model) could not both read."""
+    request: dict[str, Any] = {
+        "TableName": HistoryItem.Meta.table_name,
+        "IndexName": "gsi2",
+        "KeyConditionExpression": "gsi2pk = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": month_pk(month, shard)}},
+    }
+    client = shared_connection().client
+    while True:
+        page = client.query(**request)
+        yield from page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _month_entry(item: dict[str, Any]) -> HistoryRow | MembershipRecord:
+    if item["entity"]["S"] == MembershipItem.ENTITY:
+        return record_from_image(item)
+    return HistoryRow(
+        at=from_stored(item["at"]["S"]),
+        user_id=int(item["user_id"]["N"]),
+        slug=item["slug"]["S"],
+        operation=Operation(item["operation"]["S"]),
+        reason=Reason(item["reason"]["S"]),
+    )
 
 
 def _read_ahead(shards: Sequence[Iterator[T]]) -> list[Iterator[T]]:
@@ -84,7 +104,7 @@ def _item(row: HistoryRow) -> HistoryItem:
     return HistoryItem(
         user_pk(row.user_id),
         history_sk(at, row.slug, row.operation.value),
-        gsi2pk=history_month_pk(month, member_shard(row.user_id)),
+        gsi2pk=month_pk(month, member_shard(row.user_id)),
         gsi2sk=f"{at}#{padded_user(row.user_id)}#{row.slug}#{row.operation.value}",
         user_id=row.user_id,
         slug=row.slug,

@@ -18,12 +18,12 @@ from dal.entities import (
     MembershipItem,
     RuleChangeItem,
     SegmentItem,
-    expiry_month_pk,
     generation_sk,
     group_pk,
     member_shard,
     members_gsi1pk,
     membership_sk,
+    month_pk,
     padded_user,
     rule_sk,
     rules_gsi1sk,
@@ -342,7 +342,7 @@ class DynamoSegmentStore:
         # Quiet changes are history (docs/percentage-segments.md): their item is never TTL-deleted.
         if record.state is MembershipState.MEMBER and record.expires_at is not None and not record.quiet:
             item.ttl = math.ceil(record.expires_at.timestamp())
-            item.gsi2pk = expiry_month_pk(f"{record.expires_at:%Y-%m}", member_shard(record.user_id))
+            item.gsi2pk = month_pk(f"{record.expires_at:%Y-%m}", member_shard(record.user_id))
             item.gsi2sk = f"{to_stored(record.expires_at)}#{padded_user(record.user_id)}#{record.slug}"
         if record.state is MembershipState.REMOVED and record.change is not None and not record.quiet:
             item.ttl = math.ceil((record.change.at + self._tombstone).timestamp())

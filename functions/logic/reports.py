@@ -49,9 +49,10 @@ class HistorySource(Protocol):
         """Every row of one user before `end` (a stored timestamp), in time order."""
         ...
 
-    def all_users_month(self, month: str) -> Iterator[HistoryRow]: ...
-
-    def expiring_in_month(self, month: str) -> Iterator[MembershipRecord]: ...
+    def all_users_month(self, month: str) -> Iterator[HistoryRow | MembershipRecord]:
+        """Every user's rows of the month, and the memberships expiring in it that are still stored,
+        in report order (time, user, slug)."""
+        ...
 
 
 class ReportWriter(Protocol):
@@ -117,8 +118,7 @@ def report_rows(
     A user's rows are read up to the month's end in one Query: the month is their tail, and deriving
     the user's percentage-segment rows replays all of them."""
     if user_id is None:
-        pending = _pending_expiries(source.expiring_in_month(period.month), period, now)
-        return unique(heapq.merge(source.all_users_month(period.month), pending))
+        return unique(_month_rows(source.all_users_month(period.month), period, now))
     history = list(source.user_until(user_id, to_stored(period.end)))
     stored = [row for row in history if row.at >= period.start]
     expiring = expired_rows(user_records(user_id), period.start, period.end, now)
@@ -126,11 +126,15 @@ def report_rows(
     return unique(heapq.merge(stored, expiring, derived))
 
 
-def _pending_expiries(
-    records: Iterator[MembershipRecord], period: Period, now: datetime
+def _month_rows(
+    entries: Iterator[HistoryRow | MembershipRecord], period: Period, now: datetime
 ) -> Iterator[HistoryRow]:
-    for record in records:
-        yield from expired_rows([record], period.start, period.end, now)
+    """Stored rows as they are; a membership TTL has not deleted yet becomes its expiry row, in place."""
+    for entry in entries:
+        if isinstance(entry, HistoryRow):
+            yield entry
+        else:
+            yield from expired_rows([entry], period.start, period.end, now)
 
 
 def unique(rows: Iterable[HistoryRow]) -> Iterator[HistoryRow]:
