@@ -188,24 +188,6 @@ class RuleChangeItem(Model):
     rules = RulesIndex()
 
 
-class MonthIndex(GlobalSecondaryIndex["HistoryItem"]):
-    class Meta:
-        index_name = "gsi2"
-        projection = AllProjection()
-
-    gsi2pk = UnicodeAttribute(hash_key=True)
-    gsi2sk = UnicodeAttribute(range_key=True)
-
-
-class ExpiryIndex(GlobalSecondaryIndex["MembershipItem"]):
-    class Meta:
-        index_name = "gsi2"
-        projection = AllProjection()
-
-    gsi2pk = UnicodeAttribute(hash_key=True)
-    gsi2sk = UnicodeAttribute(range_key=True)
-
-
 class MembersIndex(GlobalSecondaryIndex["MembershipItem"]):
     class Meta:
         index_name = "gsi1"
@@ -249,7 +231,6 @@ class MembershipItem(Model):
     quiet = UnicodeSetAttribute(null=True)
 
     members = MembersIndex()
-    expiries = ExpiryIndex()
 
 
 class HistoryItem(Model):
@@ -273,8 +254,6 @@ class HistoryItem(Model):
     operation = UnicodeAttribute()
     reason = UnicodeAttribute()
     at = UnicodeAttribute()
-
-    months = MonthIndex()
 
 
 class ReportRequestItem(Model):
@@ -320,7 +299,7 @@ def bind_table(table_name: str) -> None:
     the DynamoDB service model again: a fifth of a cold start for every further model a function uses.
     The models are views of one physical table, so the shared connection carries the widest schema.
     Its botocore client is made here, once: pynamodb makes it on first use, and threads that start
-    together (a report's shards, a clean-up's shards) would each make one, a session and all.
+    together (a report's shards, the clean-up's writes) would each make one, a session and all.
     """
     for model in ALL_MODELS:
         model.Meta.table_name = table_name

@@ -26,7 +26,7 @@ from shared.clock import from_stored, to_stored
 HISTORY_SHARDS = MEMBER_SHARDS
 T = TypeVar("T")
 _EMPTY: Any = object()
-_READER = ThreadPoolExecutor(max_workers=HISTORY_SHARDS + MEMBER_SHARDS, thread_name_prefix="shard-reader")
+_READER = ThreadPoolExecutor(max_workers=HISTORY_SHARDS, thread_name_prefix="shard-reader")
 
 
 @busy_when_transient
@@ -75,19 +75,13 @@ def _month_index(month: str, shard: int) -> Iterator[dict[str, Any]]:
 def _month_entry(item: dict[str, Any]) -> HistoryRow | MembershipRecord:
     if item["entity"]["S"] == MembershipItem.ENTITY:
         return record_from_image(item)
-    return HistoryRow(
-        at=from_stored(item["at"]["S"]),
-        user_id=int(item["user_id"]["N"]),
-        slug=item["slug"]["S"],
-        operation=Operation(item["operation"]["S"]),
-        reason=Reason(item["reason"]["S"]),
-    )
+    return _row(HistoryItem.from_raw_data(item))
 
 
 def _read_ahead(shards: Sequence[Iterator[T]]) -> list[Iterator[T]]:
     """Each shard's first page is asked for now, in the background, for every shard at once: a report
-    waits for about one Query round trip, not one per shard (the history and expiry shards of a month
-    overlap too). Later pages are read as the merge reaches them."""
+    waits for about one Query round trip, not one per shard. Later pages are read as the merge
+    reaches them."""
     return [_after(_READER.submit(next, shard, _EMPTY), shard) for shard in shards]
 
 
