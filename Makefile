@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP_QUIET := --quiet --disable-pip-version-check
 PORT ?= 3000
 
-# soak: the stateful model checked for at least 10,000 steps; prints its divergences (must be 0).
+# soak: the stateful model checked for at least SOAK_STEPS steps; prints its seed and divergences (must be 0).
 .PHONY: soak help venv sam-venv lint typecheck unit test run sam-validate sam-build bench clean
 
 help:
@@ -57,5 +57,9 @@ sam-build: sam-venv
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .local-data
 
+# A fresh seed each run (printed); `make soak SOAK_SEED=N SOAK_STEPS=M` replays one.
+SOAK_STEPS ?= 10000
+SOAK_SEED ?=
 soak: venv
-	SEGMENTS_SOAK_STEPS=10000 $(VENV)/bin/pytest tests/integration/test_stateful_model.py -p no:randomly -s -q
+	POWERTOOLS_LOG_LEVEL=WARNING SEGMENTS_SOAK_STEPS=$(SOAK_STEPS) SEGMENTS_SOAK_SEED=$(SOAK_SEED) \
+	  $(VENV)/bin/pytest tests/integration/test_stateful_model.py -p no:randomly -p no:cacheprovider -s -q

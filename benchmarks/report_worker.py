@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from benchmarks.harness import BUCKET
 from models.domain import HistoryRow, MembershipRecord, Operation, Reason
@@ -40,6 +41,16 @@ class GeneratedHistory:
         return iter(())
 
 
+class PlainSegments:
+    """The generated segments have no percentage rules."""
+
+    def rule_changes(self) -> list[Any]:
+        return []
+
+    def segment_rule_changes(self, slug: str) -> list[Any]:
+        return []
+
+
 class NoBackground:
     def request(self, key: str, period: str, user_id: int | None, now: datetime) -> bool:
         raise AssertionError("the benchmark gives the report all the time it needs")
@@ -57,7 +68,7 @@ def main(rows: int) -> dict[str, float]:
     answer = history_report(
         storage,
         NoBackground(),
-        lambda: report_rows(source, period, None, now, user_records=lambda user_id: []),
+        lambda: report_rows(source, PlainSegments(), period, None, now, user_records=lambda user_id: []),
         period,
         None,
         now,

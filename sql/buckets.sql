@@ -87,3 +87,22 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         ELSE current_start
     END
 $$;
+
+-- Whether the range a segment generation held at `at` holds the user's bucket. An explicit
+-- membership that expires while it does leaves the user where they were: no history row.
+CREATE OR REPLACE FUNCTION segments_rule_holds(
+    rule_slug text, rule_generation integer, rule_user_id bigint, at timestamptz
+) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce((
+        SELECT b.bucket >= r.bucket_start AND b.bucket < r.bucket_end
+        FROM segment_rule_change r
+        JOIN segment s ON s.slug = r.slug AND s.generation = r.generation
+        CROSS JOIN LATERAL (
+            SELECT segments_bucket(coalesce(s.exclusion_group, s.slug), rule_user_id) AS bucket
+        ) AS b
+        WHERE r.slug = rule_slug AND r.generation = rule_generation AND r.changed_at <= at
+        ORDER BY r.changed_at DESC, r.change_id DESC
+        LIMIT 1
+    ), false)
+$$;

@@ -145,6 +145,7 @@ WITH gone AS (
            CASE WHEN expires_at <= %(now)s THEN expires_at ELSE %(now)s END
     FROM members
     WHERE state = 'member'
+      AND NOT (expires_at <= %(now)s AND segments_rule_holds(slug, generation, user_id, expires_at))
     RETURNING 1
 )
 SELECT slug, generation, (SELECT count(*) FROM removals) AS removed_members FROM gone;
@@ -164,7 +165,8 @@ ORDER BY named.slug COLLATE "C";
 
 -- name: expire_memberships
 -- Expired memberships leave with a ttl_expired row at their expiry: the twin of DynamoDB's TTL
--- deletion and the stream. %(user_id)s NULL sweeps everyone.
+-- deletion and the stream. One the bucket still held at its expiry is no change: no row.
+-- %(user_id)s NULL sweeps everyone.
 WITH expired AS (
     DELETE FROM membership
     WHERE state = 'member' AND expires_at <= %(now)s
@@ -173,6 +175,7 @@ WITH expired AS (
 )
 INSERT INTO history (user_id, slug, generation, operation, reason, at)
 SELECT user_id, slug, generation, 'remove', 'ttl_expired', expires_at FROM expired
+WHERE NOT segments_rule_holds(slug, generation, user_id, expires_at)
 RETURNING user_id, slug, at;
 
 -- name: add_user_segment
@@ -270,12 +273,14 @@ ORDER BY slug;  -- slugs collate "C": byte order
 
 -- name: expired_membership_history
 -- Expiries that are due but not swept yet (DynamoDB deletes expired items late): a report
--- shows them at their expiry, once, because the sweep moves them to history in one statement.
+-- shows them at their expiry, once, because the sweep moves them to history in one statement
+-- (and, like the sweep, not those the bucket still held then).
 SELECT m.user_id, m.slug AS segment, 'remove' AS operation, m.expires_at AS at, 'ttl_expired' AS reason
 FROM membership m
 WHERE m.state = 'member' AND m.expires_at <= %(now)s
   AND m.expires_at >= %(period_start)s AND m.expires_at < %(period_end)s
   AND (%(user_id)s::bigint IS NULL OR m.user_id = %(user_id)s::bigint)
+  AND NOT segments_rule_holds(m.slug, m.generation, m.user_id, m.expires_at)
 ORDER BY m.expires_at, m.user_id, m.slug;
 
 -- name: history_report_for_user
@@ -290,6 +295,7 @@ SELECT user_id, segment, operation, at, reason FROM (
     FROM membership m
     WHERE m.user_id = %(user_id)s::bigint AND m.state = 'member' AND m.expires_at <= %(now)s
       AND m.expires_at >= %(period_start)s AND m.expires_at < %(period_end)s
+      AND NOT segments_rule_holds(m.slug, m.generation, m.user_id, m.expires_at)
 ) AS changes
 ORDER BY at, user_id, segment COLLATE "C", seq NULLS LAST;
 
@@ -304,6 +310,7 @@ SELECT user_id, segment, operation, at, reason FROM (
     FROM membership m
     WHERE m.state = 'member' AND m.expires_at <= %(now)s
       AND m.expires_at >= %(period_start)s AND m.expires_at < %(period_end)s
+      AND NOT segments_rule_holds(m.slug, m.generation, m.user_id, m.expires_at)
 ) AS changes
 ORDER BY at, user_id, segment COLLATE "C", seq NULLS LAST;
 

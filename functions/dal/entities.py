@@ -5,7 +5,7 @@ See docs/data-model.md for the access patterns each key and index serves.
 
 import os
 
-from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute, UnicodeSetAttribute
+from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -35,8 +35,11 @@ def group_pk(name: str) -> str:
     return f"GROUP#{name}"
 
 
+RULE_SK_PREFIX = "RULE#"
+
+
 def rule_sk(at: str, generation: int) -> str:
-    return f"RULE#{at}#{generation:010d}"
+    return f"{RULE_SK_PREFIX}{at}#{generation:010d}"
 
 
 def rules_gsi1sk(at: str, slug: str) -> str:
@@ -226,17 +229,16 @@ class MembershipItem(Model):
     change_op = UnicodeAttribute(null=True)
     change_reason = UnicodeAttribute(null=True)
     change_at = UnicodeAttribute(null=True)
-    # QuietChange entries "{at}|{generation}|{state}" (text order is time order); an item holding
-    # any is never deleted, see docs/percentage-segments.md.
-    quiet = UnicodeSetAttribute(null=True)
+    change_silent = BooleanAttribute(null=True)  # see models.domain.Change
 
     members = MembersIndex()
 
 
 class HistoryItem(Model):
-    """pk=USER#{user_id}, sk=HIST#{at}#{slug}#{operation}: one membership change, written once per change.
+    """pk=USER#{user_id}, sk=HIST#{at}#{slug}#{operation}: one explicit membership change, written once.
 
-    gsi2 (MONTH#{YYYY-MM}#{shard}) serves a month of all users without a hot partition.
+    gsi2 (MONTH#{YYYY-MM}#{shard}) serves a month of all users without a hot partition; silent
+    changes are not in it.
     """
 
     class Meta(_TableMeta):
@@ -247,13 +249,14 @@ class HistoryItem(Model):
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
     entity = UnicodeAttribute(default=ENTITY)
-    gsi2pk = UnicodeAttribute()
-    gsi2sk = UnicodeAttribute()
+    gsi2pk = UnicodeAttribute(null=True)  # a silent row is in no month: reports never show it
+    gsi2sk = UnicodeAttribute(null=True)
     user_id = NumberAttribute()
     slug = UnicodeAttribute()
     operation = UnicodeAttribute()
     reason = UnicodeAttribute()
     at = UnicodeAttribute()
+    silent = BooleanAttribute(null=True)  # see models.domain.Change
 
 
 class ReportRequestItem(Model):

@@ -41,7 +41,7 @@ class DynamoHistoryStore:
         return written
 
     def user_until(self, user_id: int, end: str) -> Iterator[HistoryRow]:
-        """Every row of one user before `end` (a stored timestamp), in time order."""
+        """Every row of one user before `end` (a stored timestamp), silent ones included, in time order."""
         items = HistoryItem.query(user_pk(user_id), HistoryItem.sk.between("HIST#", f"HIST#{end}"))
         return (_row(item) for item in items)
 
@@ -94,18 +94,21 @@ def _after(first: "Future[T]", rest: Iterator[T]) -> Iterator[T]:
 
 def _item(row: HistoryRow) -> HistoryItem:
     at = to_stored(row.at)
-    month = at[:7]
-    return HistoryItem(
+    item = HistoryItem(
         user_pk(row.user_id),
         history_sk(at, row.slug, row.operation.value),
-        gsi2pk=month_pk(month, member_shard(row.user_id)),
-        gsi2sk=f"{at}#{padded_user(row.user_id)}#{row.slug}#{row.operation.value}",
         user_id=row.user_id,
         slug=row.slug,
         operation=row.operation.value,
         reason=row.reason.value,
         at=at,
     )
+    if row.silent:
+        item.silent = True  # kept for the user's replay, in no month: no report shows it
+    else:
+        item.gsi2pk = month_pk(at[:7], member_shard(row.user_id))
+        item.gsi2sk = f"{at}#{padded_user(row.user_id)}#{row.slug}#{row.operation.value}"
+    return item
 
 
 def _row(item: HistoryItem) -> HistoryRow:
@@ -115,6 +118,7 @@ def _row(item: HistoryItem) -> HistoryRow:
         slug=item.slug,
         operation=Operation(item.operation),
         reason=Reason(item.reason),
+        silent=bool(item.silent),
     )
 
 

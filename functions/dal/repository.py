@@ -12,6 +12,7 @@ from pynamodb.transactions import TransactWrite
 
 from dal.entities import (
     CATALOG,
+    RULE_SK_PREFIX,
     RULES,
     GenerationItem,
     GroupItem,
@@ -39,7 +40,6 @@ from models.domain import (
     MembershipRecord,
     MembershipState,
     Operation,
-    QuietChange,
     Reason,
     RuleChange,
     Segment,
@@ -144,6 +144,11 @@ class DynamoSegmentStore:
         """Every rule change of every segment, in time order: one paginated Query of gsi1 (RULES)."""
         changes = [_rule_change(item) for item in RuleChangeItem.rules.query(RULES)]
         return sorted(changes, key=lambda change: (change.at, change.slug, change.generation))
+
+    def segment_rule_changes(self, slug: str) -> list[RuleChange]:
+        """One slug's rule changes, every generation, in time order: one Query of its partition."""
+        items = RuleChangeItem.query(segment_pk(slug), RuleChangeItem.sk.startswith(RULE_SK_PREFIX))
+        return [_rule_change(item) for item in items]
 
     def delete_segment(
         self,
@@ -330,21 +335,19 @@ class DynamoSegmentStore:
             added_at=_stored_or_none(record.added_at),
             expires_at=_stored_or_none(record.expires_at),
         )
-        if record.quiet:
-            item.quiet = {_quiet_text(quiet) for quiet in record.quiet}
         if record.change is not None:
             item.change_op = record.change.operation.value
             item.change_reason = record.change.reason.value
             item.change_at = to_stored(record.change.at)
+            item.change_silent = record.change.silent or None
         if record.state is not MembershipState.REMOVED:
             item.gsi1pk = members_gsi1pk(record.slug, record.generation, member_shard(record.user_id))
             item.gsi1sk = padded_user(record.user_id)
-        # Quiet changes are history (docs/percentage-segments.md): their item is never TTL-deleted.
-        if record.state is MembershipState.MEMBER and record.expires_at is not None and not record.quiet:
+        if record.state is MembershipState.MEMBER and record.expires_at is not None:
             item.ttl = math.ceil(record.expires_at.timestamp())
             item.gsi2pk = month_pk(f"{record.expires_at:%Y-%m}", member_shard(record.user_id))
             item.gsi2sk = f"{to_stored(record.expires_at)}#{padded_user(record.user_id)}#{record.slug}"
-        if record.state is MembershipState.REMOVED and record.change is not None and not record.quiet:
+        if record.state is MembershipState.REMOVED and record.change is not None:
             item.ttl = math.ceil((record.change.at + self._tombstone).timestamp())
         return item
 
@@ -437,7 +440,10 @@ def _segment(item: SegmentItem) -> Segment:
 def membership_record(item: MembershipItem) -> MembershipRecord:
     change = None
     if item.change_op and item.change_reason and item.change_at:
-        change = Change(Operation(item.change_op), Reason(item.change_reason), from_stored(item.change_at))
+        change = Change(
+            Operation(item.change_op), Reason(item.change_reason), from_stored(item.change_at),
+            bool(item.change_silent),
+        )  # fmt: skip
     return MembershipRecord(
         user_id=int(item.user_id),
         slug=item.slug,
@@ -447,17 +453,7 @@ def membership_record(item: MembershipItem) -> MembershipRecord:
         added_at=_time_or_none(item.added_at),
         expires_at=_time_or_none(item.expires_at),
         change=change,
-        quiet=tuple(_quiet_change(item.slug, text) for text in sorted(item.quiet or ())),
     )
-
-
-def _quiet_text(quiet: QuietChange) -> str:
-    return f"{to_stored(quiet.at)}|{quiet.generation}|{quiet.state.value}"
-
-
-def _quiet_change(slug: str, text: str) -> QuietChange:
-    at, generation, state = text.split("|")
-    return QuietChange(slug, int(generation), MembershipState(state), from_stored(at))
 
 
 def _rule_item(rule: RuleChange) -> RuleChangeItem:
@@ -510,7 +506,8 @@ def _record_from_attributes(attributes: dict[str, dict[str, str]]) -> Membership
     change = None
     change_op, change_reason, change_at = text("change_op"), text("change_reason"), text("change_at")
     if change_op and change_reason and change_at:
-        change = Change(Operation(change_op), Reason(change_reason), from_stored(change_at))
+        silent = attributes.get("change_silent", {}).get("BOOL") is True
+        change = Change(Operation(change_op), Reason(change_reason), from_stored(change_at), silent)
     slug = attributes["slug"]["S"]
     return MembershipRecord(
         user_id=int(attributes["user_id"]["N"]),
@@ -521,15 +518,7 @@ def _record_from_attributes(attributes: dict[str, dict[str, str]]) -> Membership
         added_at=_time_or_none(text("added_at")),
         expires_at=_time_or_none(text("expires_at")),
         change=change,
-        # Every write carries these forward, so they must be read here too (see membership_record).
-        quiet=tuple(
-            _quiet_change(slug, entry) for entry in sorted(attributes.get("quiet", {}).get("SS", ()))
-        ),
     )
-
-
-def _strings(attributes: dict[str, Any], name: str) -> list[str]:
-    return list(attributes.get(name, {}).get("SS", []))
 
 
 def _deleted_generation(item: GenerationItem) -> DeletedGeneration:

@@ -1,41 +1,31 @@
-"""A user's `auto` history rows, derived from the segments' rule log instead of stored per user.
+"""A user's report lines: their explicit changes a client saw, and their `auto` rows, derived from the
+segments' rule log instead of stored per user.
 
 Percentage segments hold every user whose bucket is in their range, seen or not, so entering and
 leaving them writes nothing per user. A per-user report replays, segment by segment and in time
 order, what decides the user's membership:
 
 - the rule log (RuleChange): the range each generation held from each moment on;
-- the user's stored rows (add/remove manual, ttl_expired, segment_deleted): explicit memberships
-  and opt-outs, which win over the bucket;
-- the user's quiet changes (QuietChange): explicit changes that wrote no row because the user's
-  visible membership did not change (an add the bucket already gave, a remove it already denied).
+- the user's stored rows: explicit memberships and opt-outs, which win over the bucket, and their
+  ends (ttl_expired, segment_deleted). Silent rows (models.domain.Change) are explicit changes
+  that changed nothing a client saw: an add the bucket already gave, a remove it already denied.
 
 The user is in when explicitly a member, or when neither a member nor opted out and the rule holds
 their bucket. Every change of that caused by a rule is an `add`/`remove` row with reason `auto`;
 a deletion removes a bucket-only member with reason `segment_deleted`, as it does stored members.
+An explicit membership that expires while the rule holds the user's bucket changes nothing: its
+`ttl_expired` row is not a report line, here or in the all-users report (`bucket_still_holds`).
 See docs/percentage-segments.md.
 """
 
-from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 
 from logic.buckets import bucket_of
-from models.domain import (
-    HistoryRow,
-    MembershipRecord,
-    MembershipState,
-    Operation,
-    QuietChange,
-    Reason,
-    RuleChange,
-)
+from models.domain import HistoryRow, MembershipState, Operation, Reason, RuleChange
 
-# A bucket taking over from an expired explicit membership takes effect just after the expiry, so
-# the `add auto` sorts after the `remove ttl_expired` it follows (report order is time, user, slug).
-AFTER = timedelta(microseconds=1)
-
-Event = RuleChange | HistoryRow | QuietChange
-_KIND_ORDER = {RuleChange: 0, HistoryRow: 1, QuietChange: 2}  # at one instant: rule, row, quiet
+Event = RuleChange | HistoryRow
+_KIND_ORDER = {RuleChange: 0, HistoryRow: 1}  # at one instant: the rule first, then the row
 
 
 class _Replay:
@@ -45,65 +35,75 @@ class _Replay:
         self.user_id = user_id
         self.rule: RuleChange | None = None
         self.explicit: MembershipState | None = None  # MEMBER or OPTED_OUT; None: the bucket decides
-        self.buckets: dict[str, int] = {}
 
     def is_in(self) -> bool:
         if self.explicit is not None:
             return self.explicit is MembershipState.MEMBER
-        if self.rule is None:
-            return False
-        if self.rule.seed not in self.buckets:
-            self.buckets[self.rule.seed] = bucket_of(self.rule.seed, self.user_id)
-        return self.rule.holds_bucket(self.buckets[self.rule.seed])
+        return _holds(self.rule, self.user_id)
 
 
-def auto_history_rows(
+def user_report_rows(
     user_id: int,
     rule_changes: Sequence[RuleChange],
-    manual_rows: Sequence[HistoryRow],
+    explicit_rows: Sequence[HistoryRow],
     period_start: datetime,
     period_end: datetime,
-    *,
-    quiet_changes: Sequence[QuietChange],
 ) -> list[HistoryRow]:
-    """The user's derived rows with period_start <= at < period_end, sorted in report order.
+    """The user's report lines with period_start <= at < period_end, sorted in report order.
 
-    `manual_rows` must hold every non-derived row of the user from the beginning up to period_end
-    (stored rows plus expiries DynamoDB has not deleted yet), not only the period's: the state at
-    the period's start depends on them. `quiet_changes` come from the user's membership records
-    (`quiet_changes_of`). Rows with reason `auto` in `manual_rows` are ignored.
+    `explicit_rows` must hold every stored row of the user (silent ones included) from the beginning
+    up to period_end, plus expiries DynamoDB has not deleted yet: the state at the period's start
+    depends on them. Rows of other users and stored `auto` rows are ignored.
     """
     by_slug: dict[str, list[Event]] = {}
-    events: list[Event] = [*rule_changes, *manual_rows, *quiet_changes]
+    events: list[Event] = [*rule_changes, *explicit_rows]
     for event in events:
         if isinstance(event, HistoryRow) and (event.user_id != user_id or event.reason is Reason.AUTO):
             continue
         by_slug.setdefault(event.slug, []).append(event)
     rows: list[HistoryRow] = []
-    for slug, events in by_slug.items():
+    for events in by_slug.values():
         if any(isinstance(event, RuleChange) for event in events):
-            rows.extend(_replay(user_id, slug, events))
+            rows.extend(_replay(user_id, events))
+        else:
+            rows.extend(event for event in events if isinstance(event, HistoryRow) and not event.silent)
     return sorted(row for row in rows if period_start <= row.at < period_end)
 
 
-def quiet_changes_of(records: Iterable[MembershipRecord]) -> list[QuietChange]:
-    return [quiet for record in records for quiet in record.quiet]
+def bucket_still_holds(row: HistoryRow, rules: Iterable[RuleChange]) -> bool:
+    """Whether the rule in force when `row` took effect holds its user's bucket: an expiry then is no
+    change (the user stays in). `rules` are one slug's rule changes, in time order."""
+    in_force = None
+    for rule in rules:
+        if rule.at > row.at:
+            break
+        in_force = rule
+    return _holds(in_force, row.user_id)
 
 
-def _replay(user_id: int, slug: str, events: list[Event]) -> list[HistoryRow]:
+def is_report_line(row: HistoryRow, rules_of: Callable[[str], Sequence[RuleChange]]) -> bool:
+    """A stored or expired row as the all-users report sees it, the same way the replay does."""
+    if row.silent:
+        return False
+    return row.reason is not Reason.TTL_EXPIRED or not bucket_still_holds(row, rules_of(row.slug))
+
+
+def _holds(rule: RuleChange | None, user_id: int) -> bool:
+    return rule is not None and not rule.deleted and rule.holds_bucket(bucket_of(rule.seed, user_id))
+
+
+def _replay(user_id: int, events: list[Event]) -> list[HistoryRow]:
     state = _Replay(user_id)
     rows: list[HistoryRow] = []
     for event in sorted(events, key=lambda event: (event.at, _KIND_ORDER[type(event)])):
         was_in = state.is_in()
         if isinstance(event, RuleChange):
             rows.extend(_apply_rule(state, event, was_in))
-        elif isinstance(event, HistoryRow):
-            _apply_row(state, event)
-            if state.is_in() and event.operation is Operation.REMOVE:
-                # Only an expiry can end an explicit membership the bucket still holds: it stays in.
-                rows.append(HistoryRow(event.at + AFTER, user_id, slug, Operation.ADD, Reason.AUTO))
-        elif state.rule is not None and event.generation == state.rule.generation:
-            state.explicit = event.state  # quiet: changes nothing visible, only who decides
+            continue
+        _apply_row(state, event)
+        if event.silent or (event.reason is Reason.TTL_EXPIRED and state.is_in()):
+            continue  # nothing a client sees changed: the user stays where they were
+        rows.append(event)
     return rows
 
 

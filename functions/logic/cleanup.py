@@ -81,8 +81,7 @@ def clean_up_generation(
 
 def _end(store: CleanupStore, record: MembershipRecord, generation: DeletedGeneration) -> int:
     if record.state is MembershipState.OPTED_OUT:
-        if not record.quiet:  # quiet changes are history: that item is kept (reads ignore old generations)
-            store.drop_opt_out(record)
+        store.drop_opt_out(record)  # its history is stored already; nothing shows for it
         return 0
     if record.state is MembershipState.MEMBER:
         return int(store.end_membership(record, ended_by_deletion(record, generation)))

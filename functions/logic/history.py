@@ -24,18 +24,30 @@ class ItemChange(NamedTuple):
 
 
 def history_rows(change: ItemChange, deletion_time: DeletionTime) -> list[HistoryRow]:
+    """The stored rows one write makes: the end of the old membership, then the write's own change.
+
+    A membership that had expired before the write ends at its expiry (`ttl_expired`), whoever
+    noticed it later: a re-add, an opt-out, the clean-up or DynamoDB's TTL. The write's own change
+    follows unless it was that end: a removal of the same membership while it was in force, or a
+    tombstone (written over a membership that had ended already).
+    """
     old, new = change.old, change.new
     rows: list[HistoryRow] = []
-    consumed_new_change = False
+    new_change_written = new is not None and new.change is not None and _changed(old, new)
     if old is not None and old.state is MembershipState.MEMBER and _ended(old, new):
         reason, at = _end_of(change, deletion_time)
-        if old.expires_at is not None and old.expires_at <= at:
-            # It had already expired: the removal is the expiry, whoever noticed it later.
+        expired = old.expires_at is not None and old.expires_at <= at
+        if old.expires_at is not None and expired:
             reason, at = Reason.TTL_EXPIRED, old.expires_at
         rows.append(_row(old, Operation.REMOVE, reason, at))
-        consumed_new_change = new is not None and _changed(old, new) and _is_removal(new)
-    if new is not None and new.change is not None and _changed(old, new) and not consumed_new_change:
-        rows.append(_row(new, new.change.operation, new.change.reason, new.change.at))
+        if new is not None and (
+            new.state is MembershipState.REMOVED
+            or (_is_removal(new) and new.generation == old.generation and not expired)
+        ):
+            new_change_written = False
+    if new_change_written:
+        assert new is not None and new.change is not None
+        rows.append(_row(new, new.change.operation, new.change.reason, new.change.at, new.change.silent))
     return rows
 
 
@@ -57,8 +69,14 @@ def _is_removal(record: MembershipRecord) -> bool:
 def _end_of(change: ItemChange, deletion_time: DeletionTime) -> tuple[Reason, datetime]:
     old, new = change.old, change.new
     assert old is not None
+    if new is None and change.removed_by_ttl:
+        # TTL can reach a member of a deleted generation before the clean-up does.
+        deleted_at = deletion_time(old.slug, old.generation)
+        if deleted_at is not None and old.expires_at is not None and deleted_at < old.expires_at:
+            return Reason.SEGMENT_DELETED, deleted_at
+        return Reason.TTL_EXPIRED, change.at
     if new is None:
-        return (Reason.TTL_EXPIRED if change.removed_by_ttl else Reason.MANUAL), change.at
+        return Reason.MANUAL, change.at
     if new.generation != old.generation:
         # Re-added after the segment was deleted and created again, before clean-up reached it.
         deleted_at = deletion_time(old.slug, old.generation)
@@ -70,8 +88,10 @@ def _end_of(change: ItemChange, deletion_time: DeletionTime) -> tuple[Reason, da
     return Reason.MANUAL, change.at
 
 
-def _row(record: MembershipRecord, operation: Operation, reason: Reason, at: datetime) -> HistoryRow:
-    return HistoryRow(at=at, user_id=record.user_id, slug=record.slug, operation=operation, reason=reason)
+def _row(
+    record: MembershipRecord, operation: Operation, reason: Reason, at: datetime, silent: bool = False
+) -> HistoryRow:
+    return HistoryRow(at, record.user_id, record.slug, operation, reason, silent)
 
 
 def expired_rows(

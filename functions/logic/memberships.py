@@ -17,7 +17,6 @@ from models.domain import (
     MembershipState,
     MembershipWrite,
     Operation,
-    QuietChange,
     Reason,
     Segment,
     Source,
@@ -159,25 +158,24 @@ def _plan(
         if source is Source.MANUAL and record is not None:
             kept = MembershipRecord(
                 user_id, slug, segment.generation, MembershipState.MEMBER, next_revision,
-                record.added_at, expires_at, record.change, record.quiet,
+                record.added_at, expires_at, record.change,
             )  # fmt: skip
             plan.writes.append(MembershipWrite(kept, revision))
             plan.unchanged.append(slug)
             continue
-        # Bucketed users become explicit members silently: they were in already, history has no row.
-        change = None if source is Source.AUTO else Change(Operation.ADD, Reason.MANUAL, now)
-        quiet = _quiet(record, segment, MembershipState.MEMBER, now, silent=source is Source.AUTO)
+        # Bucketed users become explicit members silently: they were in already, no report shows it.
+        change = Change(Operation.ADD, Reason.MANUAL, now, silent=source is Source.AUTO)
         member = MembershipRecord(
-            user_id, slug, segment.generation, MembershipState.MEMBER, next_revision, now, expires_at, change,
-            quiet,
-        )  # fmt: skip
+            user_id, slug, segment.generation, MembershipState.MEMBER, next_revision, now, expires_at, change
+        )
         plan.writes.append(MembershipWrite(member, revision))
         (plan.unchanged if source is Source.AUTO else plan.added).append(slug)
     for slug in removes:
         segment, record = segments[slug], records.get(slug)
         source = _source(segment, record, user_id, now, buckets)
         revision = record.revision if record else None
-        change = None if source is None else Change(Operation.REMOVE, Reason.MANUAL, now)
+        # An opt-out of a user the bucket left out anyway changes nothing visible: a silent change.
+        change = Change(Operation.REMOVE, Reason.MANUAL, now, silent=source is None)
         if segment.is_percentage and not (record is not None and record.is_opt_out_of(segment.generation)):
             # Manual changes win over buckets: the opt-out is stored so later ramps keep the user out.
             state = MembershipState.OPTED_OUT
@@ -187,25 +185,13 @@ def _plan(
             plan.guards.append(MembershipGuard(user_id, slug, revision))
             plan.unchanged.append(slug)
             continue
-        # An opt-out of a user the bucket left out anyway changes nothing visible: no history row.
-        quiet = _quiet(record, segment, state, now, silent=change is None)
         ended = MembershipRecord(
             user_id, slug, segment.generation, state, (revision or 0) + 1,
-            record.added_at if record else None, None, change, quiet,
+            record.added_at if record else None, None, change,
         )  # fmt: skip
         plan.writes.append(MembershipWrite(ended, revision))
         (plan.unchanged if source is None else plan.removed).append(slug)
     return plan
-
-
-def _quiet(
-    record: MembershipRecord | None, segment: Segment, state: MembershipState, now: datetime, silent: bool
-) -> tuple[QuietChange, ...]:
-    """The record's quiet changes, plus this one if it writes no history row (auto history needs it)."""
-    kept = record.quiet if record is not None else ()
-    if not silent:
-        return kept
-    return (*kept, QuietChange(segment.slug, segment.generation, state, now))
 
 
 def _source(

@@ -1,19 +1,21 @@
 """History reports: which rows a month holds, the CSV they make, and when a report is written once."""
 
-import heapq
 import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from functools import cache
 from typing import NamedTuple, Protocol
 
+from logic.auto_history import is_report_line, user_report_rows
 from logic.history import expired_rows
-from models.domain import HistoryRow, MembershipRecord
+from models.domain import HistoryRow, MembershipRecord, RuleChange
 from models.errors import InvalidRequest
 from shared.clock import to_public, to_stored
 
 PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$", re.ASCII)
 HEADER = "user_id;segment;operation;timestamp;reason\n"
 RETRY_AFTER_SECONDS = 10
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Period(NamedTuple):
@@ -52,6 +54,16 @@ class HistorySource(Protocol):
     def all_users_month(self, month: str) -> Iterator[HistoryRow | MembershipRecord]:
         """Every user's rows of the month, and the memberships expiring in it that are still stored,
         in report order (time, user, slug)."""
+        ...
+
+
+class RuleLog(Protocol):
+    def rule_changes(self) -> list[RuleChange]:
+        """Every rule change of every segment, in time order."""
+        ...
+
+    def segment_rule_changes(self, slug: str) -> list[RuleChange]:
+        """One slug's rule changes (all its generations), in time order."""
         ...
 
 
@@ -107,34 +119,35 @@ def report_key(period: Period, user_id: int | None) -> str:
 
 def report_rows(
     source: HistorySource,
+    rules: RuleLog,
     period: Period,
     user_id: int | None,
     now: datetime,
     user_records: Callable[[int], list[MembershipRecord]],
-    extra_user_rows: Callable[[int, Period, list[HistoryRow]], list[HistoryRow]] | None = None,
 ) -> Iterator[HistoryRow]:
-    """The month's rows in report order, each once: stored history, undeleted expiries, derived rows.
+    """The month's lines in report order, each once: stored history, undeleted expiries, derived rows.
 
     A user's rows are read up to the month's end in one Query: the month is their tail, and deriving
     the user's percentage-segment rows replays all of them."""
     if user_id is None:
-        return unique(_month_rows(source.all_users_month(period.month), period, now))
-    history = list(source.user_until(user_id, to_stored(period.end)))
-    stored = [row for row in history if row.at >= period.start]
-    expiring = expired_rows(user_records(user_id), period.start, period.end, now)
-    derived = sorted(extra_user_rows(user_id, period, history)) if extra_user_rows else []
-    return unique(heapq.merge(stored, expiring, derived))
+        return unique(_month_rows(source.all_users_month(period.month), period, now, rules))
+    history = source.user_until(user_id, to_stored(period.end))
+    expiring = expired_rows(user_records(user_id), EPOCH, period.end, now)
+    explicit = sorted({*history, *expiring})  # a stored expiry and its undeleted item are one change
+    return unique(user_report_rows(user_id, rules.rule_changes(), explicit, period.start, period.end))
 
 
 def _month_rows(
-    entries: Iterator[HistoryRow | MembershipRecord], period: Period, now: datetime
+    entries: Iterator[HistoryRow | MembershipRecord], period: Period, now: datetime, rules: RuleLog
 ) -> Iterator[HistoryRow]:
-    """Stored rows as they are; a membership TTL has not deleted yet becomes its expiry row, in place."""
+    """Stored rows as they are; a membership TTL has not deleted yet becomes its expiry row, in place.
+    An expiry the bucket still covered is no change (logic.auto_history), here as in a user's report."""
+    rules_of = cache(rules.segment_rule_changes)
     for entry in entries:
-        if isinstance(entry, HistoryRow):
-            yield entry
-        else:
-            yield from expired_rows([entry], period.start, period.end, now)
+        rows = (
+            [entry] if isinstance(entry, HistoryRow) else expired_rows([entry], period.start, period.end, now)
+        )
+        yield from (row for row in rows if is_report_line(row, rules_of))
 
 
 def unique(rows: Iterable[HistoryRow]) -> Iterator[HistoryRow]:

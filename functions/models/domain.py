@@ -62,11 +62,18 @@ class Segment(NamedTuple):
 
 
 class Change(NamedTuple):
-    """A membership change that history must show, carried on the item that made it."""
+    """An explicit change of a membership, carried on the item that made it; history stores it.
+
+    `silent`: the change decides who holds the user (the explicit membership or opt-out, not the
+    bucket) but changes nothing a client sees: an `add` of a user the bucket already holds, or a
+    `remove` of a percentage segment for a user it leaves out. Reports never show it; the per-user
+    replay of percentage segments needs it (docs/percentage-segments.md).
+    """
 
     operation: Operation
     reason: Reason
     at: datetime
+    silent: bool = False
 
 
 class MembershipRecord(NamedTuple):
@@ -80,8 +87,6 @@ class MembershipRecord(NamedTuple):
     added_at: datetime | None = None
     expires_at: datetime | None = None
     change: Change | None = None
-    # Explicit changes that wrote no history row (see QuietChange); carried by every later write.
-    quiet: tuple["QuietChange", ...] = ()
 
     def is_member_at(self, now: datetime, generation: int) -> bool:
         return (
@@ -92,20 +97,6 @@ class MembershipRecord(NamedTuple):
 
     def is_opt_out_of(self, generation: int) -> bool:
         return self.state is MembershipState.OPTED_OUT and self.generation == generation
-
-
-class QuietChange(NamedTuple):
-    """An explicit change that changed nothing a client sees, so history has no row for it: an `add`
-    of a user the bucket already held (now `member`), or a `remove` of one it did not (`opted_out`).
-
-    Per-user `auto` history needs to know when the bucket stopped deciding for the user
-    (docs/percentage-segments.md), so the membership item keeps these for good.
-    """
-
-    slug: str
-    generation: int
-    state: MembershipState  # MEMBER or OPTED_OUT
-    at: datetime
 
 
 class RuleChange(NamedTuple):
@@ -189,10 +180,12 @@ class UserUpdate(NamedTuple):
 
 
 class HistoryRow(NamedTuple):
-    """One line of the history report. Field order is the report's sort order (SPEC: time, user, slug)."""
+    """One stored explicit change, or one line of the history report. Field order is the report's
+    sort order (SPEC: time, user, slug). A `silent` row is never a report line (see Change)."""
 
     at: datetime
     user_id: int
     slug: str
     operation: Operation
     reason: Reason
+    silent: bool = False

@@ -5,11 +5,13 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from typing import Any
 
-from dal.factory import get_store
-from logic.auto_history import auto_history_rows, quiet_changes_of
+import boto3
+
+from dal.factory import get_history_store, get_store
 from logic.buckets import bucket_of
-from models.domain import MembershipState, Operation, Reason
-from shared.clock import utc_now
+from models.domain import Operation, Reason
+from tests.conftest import TABLE
+from tests.integration.test_history_and_reports import History, rows_of
 from tests.support.api import Answer, Api
 
 USERS = range(1, 201)
@@ -187,7 +189,7 @@ def test_adding_a_bucketed_user_is_unchanged_and_keeps_them_in_after_lowering(ap
     assert api.user_segments(user, details=True).body["memberships"][0]["source"] == "manual"
 
 
-# --- the rule log and quiet changes, as per-user history reads them ---------------------------
+# --- the rule log and silent changes, as per-user history reads them ---------------------------
 
 
 def test_every_range_change_and_every_deletion_is_in_the_rule_log(api: Api) -> None:
@@ -208,22 +210,30 @@ def test_every_range_change_and_every_deletion_is_in_the_rule_log(api: Api) -> N
     ]
 
 
-def test_a_quiet_add_is_kept_on_the_membership_and_auto_history_honours_it(api: Api) -> None:
-    # Given a bucketed user made explicit (no history row), then a lowering below their bucket
-    start = utc_now()
+def test_a_silent_add_is_stored_history_that_no_report_shows_and_the_replay_honours(api: Api) -> None:
+    # Given a bucketed user made explicit with an expiry (no report line), then a lowering below their bucket
+    history = History()
     created(api, "VOICE", auto_percent=50)
     user = user_with_bucket("VOICE", 2000, 5000)
-    api.change_user(user, add=["VOICE"])
+    assert api.change_user(user, add=[{"slug": "VOICE", "ttl_seconds": 3600}]).body["unchanged"] == ["VOICE"]
     api.patch_segment("VOICE", auto_percent=10)
-    store = get_store()
-    records = store.user_records(user, consistent=True)
-    assert [(q.slug, q.state) for q in quiet_changes_of(records)] == [("VOICE", MembershipState.MEMBER)]
-    # Then the user's auto history has the entry at creation and no exit at the lowering
-    rows = auto_history_rows(
-        user, store.rule_changes(), [], start, utc_now(), quiet_changes=quiet_changes_of(records)
-    )
-    assert [(row.operation, row.reason) for row in rows] == [(Operation.ADD, Reason.AUTO)]
-    # And a later visible change (an opt-out) keeps the quiet change on the item
+    # Then the add is a silent row of the user's history, outside every month of the all-users report
+    history.process()
+    stored = list(get_history_store().user_until(user, "9999"))
+    assert [(row.operation, row.reason, row.silent) for row in stored] == [
+        (Operation.ADD, Reason.MANUAL, True)
+    ]
+    # And the membership still expires by DynamoDB's TTL: a silent change never keeps an item forever
+    item = boto3.client("dynamodb").get_item(
+        TableName=TABLE, Key={"pk": {"S": f"USER#{user}"}, "sk": {"S": "SEG#VOICE"}}
+    )["Item"]
+    assert "ttl" in item and "gsi2pk" in item
+    # And the user's report has the entry at creation and no exit at the lowering; nobody else's shows it
+    _, text = history.report(user_id=user)
+    assert [row[1:] for row in rows_of(text)] == [("VOICE", "add", "auto")]
+    _, everyone = history.report()
+    assert rows_of(everyone) == []
+    # And a later opt-out is a visible remove
     assert api.change_user(user, remove=["VOICE"]).body["removed"] == ["VOICE"]
-    kept = quiet_changes_of(store.user_records(user, consistent=True))
-    assert [(q.slug, q.state) for q in kept] == [("VOICE", MembershipState.MEMBER)]
+    _, text = history.report(user_id=user)
+    assert [row[1:] for row in rows_of(text)] == [("VOICE", "add", "auto"), ("VOICE", "remove", "manual")]

@@ -2,23 +2,29 @@
 
 Plain and percentage segments, one exclusion group, adds with ttl_seconds or expires_at, removes,
 deletes with or without the background clean-up, a fake clock, reads, per-user reports (replayed,
-they give the active set) and all-users reports (row by row the per-user ones, less derived rows).
+they give the active set, and every line is a change: replayed up to any moment between two steps,
+they give what the model held then) and all-users reports (row by row the per-user ones, less
+derived rows).
 
-SEGMENTS_SOAK_STEPS=N runs examples until at least N steps ran and prints "steps: X divergences: Y".
+SEGMENTS_SOAK_STEPS=N runs examples until at least N steps ran and prints "steps: X divergences: Y";
+SEGMENTS_SOAK_SEED=S replays a soak (it prints its seed, drawn at random when none is given).
 """
 
 import importlib
+import itertools
 import os
+import random
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
+    get_state_machine_test,
     initialize,
     invariant,
     multiple,
@@ -46,6 +52,7 @@ HANDLERS = [
     "api_get_user_segments", "api_history_report", "stream_history", "stream_cleanup_members",
 ]  # fmt: skip
 STEPS = {"count": 0}
+CHECKPOINT_AFTER = timedelta(seconds=0.25)  # steps act on whole or half seconds: never on a checkpoint
 
 
 class FakeClock:
@@ -124,6 +131,12 @@ class Model:
                 result.append(slug)
         return result
 
+    def snapshot(self) -> "Model":
+        """The memberships as they stand now (what holds until the next step)."""
+        copy = Model()
+        copy.segments, copy.explicit = dict(self.segments), dict(self.explicit)
+        return copy
+
     def bucket_only(self, user: int, slug: str, now: datetime) -> bool:
         state = self.explicit.get((user, slug))
         explicit = state is not None and state[0] == "member" and (state[1] is None or now < state[1])
@@ -188,6 +201,8 @@ class Machine(RuleBasedStateMachine):
         self.history = History()
         self.cleanup_tap = StreamTap(TABLE)
         self.model = Model()
+        # (moment, memberships then): a moment between two steps, when nothing but expiries changes
+        self.checkpoints: list[tuple[datetime, Model]] = []
 
     def teardown(self) -> None:
         from dal import factory
@@ -198,6 +213,7 @@ class Machine(RuleBasedStateMachine):
 
     def step(self) -> None:
         STEPS["count"] += 1
+        self.checkpoints.append((self.clock.now + CHECKPOINT_AFTER, self.model.snapshot()))
         self.clock.now += timedelta(seconds=1)
 
     @initialize(target=named, plain=st.lists(PERCENTS, max_size=3), grouped=st.lists(PERCENTS, max_size=3))
@@ -342,6 +358,7 @@ class Machine(RuleBasedStateMachine):
             assert int(user_id) == user
             (replay.add if operation == "add" else replay.discard)(slug)
         assert sorted(replay) == self.model.active(user, self.clock.now), text
+        self.tells_every_change(user, text)
         _, everyone = self.history.report(period=PERIOD)
         assert [row for row in csv_rows(everyone) if row[0] == str(user)] == self.own_rows(user, text), (
             everyone
@@ -360,10 +377,29 @@ class Machine(RuleBasedStateMachine):
         assert answer["user_id"] is None and answer["rows"] == len(everyone), answer
         for user in range(1, 6):
             _, text = self.history.report(period=PERIOD, user_id=user)
+            self.tells_every_change(user, text)
             assert [row for row in everyone if row[0] == str(user)] == self.own_rows(user, text), (
                 everyone,
                 text,
             )
+
+    def tells_every_change(self, user: int, text: str) -> None:
+        """Every line of a user's report is a change (an add while out, a remove while in), and the
+        lines up to any moment between two steps replay to what the model held then."""
+        rows = [(datetime.fromisoformat(row[3]), row[1], row[2]) for row in csv_rows(text)]
+        replay: set[str] = set()
+        lines = iter(rows)
+        line = next(lines, None)
+        for moment, then in self.checkpoints:
+            while line is not None and line[0] <= moment:
+                at, slug, operation = line
+                assert (operation == "add") != (slug in replay), (
+                    f"{operation} {slug} at {at} is no change",
+                    text,
+                )
+                (replay.add if operation == "add" else replay.discard)(slug)
+                line = next(lines, None)
+            assert sorted(replay) == then.active(user, moment), (user, moment, text)
 
     def own_rows(self, user: int, text: str) -> list[tuple[str, ...]]:
         """A per-user report's rows less those derived for it alone: auto, and segment_deleted of
@@ -392,18 +428,23 @@ def test_the_api_follows_the_model() -> None:
     if not soak:
         run_state_machine_as_test(Machine, settings=settings(max_examples=5, **options))  # type: ignore[arg-type]
         return
+    base_seed = int(os.environ.get("SEGMENTS_SOAK_SEED") or random.randrange(2**32))
+    print(f"\nsoak seed: {base_seed} (replay: make soak SOAK_SEED={base_seed} SOAK_STEPS={soak})")
     divergences = 0
     try:
-        while STEPS["count"] < soak:
+        for round_number in itertools.count():
+            if STEPS["count"] >= soak:
+                break
             examples = max(1, (soak - STEPS["count"]) // steps + 1)
-            run_state_machine_as_test(
+            model_test = get_state_machine_test(
                 Machine,
                 settings=settings(max_examples=examples, database=None, **options),  # type: ignore[arg-type]
             )
+            seed(base_seed + round_number)(model_test)()
     except Exception:
         divergences = 1
         raise
     finally:
-        print(f"\nsteps: {STEPS['count']} divergences: {divergences}")
+        print(f"\nsteps: {STEPS['count']} divergences: {divergences} seed: {base_seed}")
     if divergences:
         pytest.fail("divergence")

@@ -265,6 +265,26 @@ def test_adding_a_user_the_bucket_already_holds_is_unchanged(db: Db) -> None:
     assert db.run("active_segments", user_id=user, now=T0)[0]["source"] == "manual"
 
 
+def test_an_expiry_the_bucket_still_covers_is_no_change_and_one_it_does_not_is_one_row(db: Db) -> None:
+    # Given two users explicitly in a 50 % segment until `expiry`: one the bucket holds, one it does not
+    db.create(VOICE, auto_percent=50, now=T0 - timedelta(hours=1))
+    held = next(u for u in range(1, 100) if bucket_of(VOICE, u) < 5000)
+    outside = next(u for u in range(1, 100) if bucket_of(VOICE, u) >= 5000)
+    expiry = T0 + timedelta(hours=1)
+    for user in (held, outside):
+        db.change_user(user, T0, add=[VOICE], expires_at=expiry)
+    later = expiry + timedelta(hours=1)
+    # When the expiry passes: reported before the sweep, then swept
+    due = db.report(later)
+    db.run("expire_memberships", user_id=None, now=later)
+    # Then only the user who left has a row, once, in both reports
+    left = (outside, VOICE, "remove", expiry, "ttl_expired")
+    assert [row for row in due if row[3] == expiry] == [left]
+    assert [row for row in db.report(later) if row[3] == expiry] == [left]
+    assert [row[2:] for row in db.report(later, user_id=held)] == []
+    assert db.active(held, later) == [VOICE] and db.active(outside, later) == []
+
+
 def test_exclusion_group_segments_take_the_lowest_gap_and_grow_upward(db: Db) -> None:
     group: dict[str, Any] = {"exclusion_group": "discounts"}
     (d30,) = db.create(D30, auto_percent=30, **group)

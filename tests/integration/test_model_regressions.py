@@ -1,0 +1,73 @@
+"""Falsifying sequences the stateful model (test_stateful_model.py) found, kept as explicit steps.
+
+Each test replays hypothesis's shrunk sequence through the same Machine, rule by rule, so a fix
+cannot regress without this file failing, whatever hypothesis happens to draw next time.
+"""
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.test_stateful_model import Machine
+
+
+@pytest.fixture
+def state() -> Iterator[Machine]:
+    machine = Machine()
+    yield machine
+    machine.teardown()
+
+
+def test_an_explicit_expiry_the_bucket_still_covers_writes_no_row_in_either_report(state: Machine) -> None:
+    """User 2 was in G2 by bucket, got a silent explicit add with an expiry, and the expiry passed while
+    the bucket still held them: they never left G2, so neither report may show a remove and re-add."""
+    state.clock_reaches_handlers(plain=[], grouped=[None, 100, None])  # Z0, NEVER, G2 (100 %)
+    state.change(adds=[], removes=["G2"], user=3)
+    state.patch(description=False, percent=50, slug="G2")
+    state.patch(description=True, percent=None, slug="G2")
+    state.patch(description=True, percent=None, slug="G2")
+    state.patch(description=True, percent=0, slug="NEVER")
+    state.report_everyone(cleanup=True)
+    state.patch(description=True, percent=10, slug="G2")
+    state.change(adds=[("G2", ("expires_at", 2))], removes=["Z0"], user=2)
+    state.patch(description=True, percent=10, slug="G2")
+    state.report_everyone(cleanup=False)
+
+
+def test_an_expired_explicit_membership_re_added_while_the_bucket_covers_the_user_keeps_its_expiry(
+    state: Machine,
+) -> None:
+    """The related case of the percentage issue: user 1 is explicitly in A (0 %) until an expiry that
+    DynamoDB has not acted on; A then ramps to 100 % and user 1 is added again (silently, the bucket
+    holds them). The expiry, when the bucket did not hold them, must stay in the history."""
+    state.clock_reaches_handlers(plain=[0], grouped=[])  # Z0, NEVER, A (0 %)
+    state.change(adds=[("A", ("expires_at", 2))], removes=[], user=1)
+    state.advance(seconds=29)
+    state.patch(description=False, percent=100, slug="A")
+    state.change(adds=[("A", None)], removes=[], user=1)
+    state.report(user=1)
+    state.patch(description=False, percent=0, slug="A")
+    state.report(user=1)
+
+
+def test_an_opt_out_over_an_expired_membership_keeps_the_expiry_and_the_opt_out(state: Machine) -> None:
+    """User 1's explicit membership of A (0 %) expired unseen; A ramps to 100 % and user 1 is removed:
+    the report must show the expiry, the auto entry and the manual remove."""
+    state.clock_reaches_handlers(plain=[0], grouped=[])
+    state.change(adds=[("A", ("expires_at", 2))], removes=[], user=1)
+    state.advance(seconds=29)
+    state.patch(description=False, percent=100, slug="A")
+    state.change(adds=[], removes=["A"], user=1)
+    state.report(user=1)
+    state.report_everyone(cleanup=False)
+
+
+def test_an_explicit_membership_that_outlives_the_bucket_expires_with_one_row(state: Machine) -> None:
+    """A silent explicit add under the bucket, a lowering that leaves the user in explicitly, then the
+    expiry: now the user leaves, with exactly one ttl_expired row in both reports."""
+    state.clock_reaches_handlers(plain=[100], grouped=[])
+    state.change(adds=[("A", ("ttl_seconds", 30))], removes=[], user=2)
+    state.patch(description=False, percent=0, slug="A")
+    state.advance(seconds=60)
+    state.report(user=2)
+    state.report_everyone(cleanup=True)
