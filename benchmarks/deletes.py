@@ -8,7 +8,7 @@ from typing import Any
 from benchmarks.harness import TABLE, Figure, elapsed
 from dal.entities import MembershipItem
 from dal.factory import get_store
-from models.domain import Change, MembershipRecord, MembershipState, Operation, Reason
+from models.domain import MEMBER_SHARDS, Change, MembershipRecord, MembershipState, Operation, Reason
 from tests.support.api import Api, FakeContext
 
 BIG, SMALL = "DELETE_BIG", "DELETE_SMALL"
@@ -30,7 +30,7 @@ def write_members(slug: str, count: int, first_user: int) -> None:
                 None,
                 Change(Operation.ADD, Reason.MANUAL, now),
             )
-            batch.save(store._membership_item(record))
+            batch.save(store.membership_item(record, MEMBER_SHARDS))
 
 
 def key(slug: str, sk: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import json
 import resource
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,10 +44,16 @@ class GeneratedHistory:
 class PlainSegments:
     """The generated segments have no percentage rules."""
 
-    def rule_changes(self) -> list[Any]:
+    def segment_rule_changes(self, slug: str) -> list[Any]:
         return []
 
-    def segment_rule_changes(self, slug: str) -> list[Any]:
+    def rule_changes_of(self, slugs: Iterable[str]) -> list[Any]:
+        return []
+
+    def slugs_with_rule_changes(self, month: str) -> set[str]:
+        return set()
+
+    def percentage_segments(self, consistent: bool = False) -> list[Any]:
         return []
 
 

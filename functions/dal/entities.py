@@ -10,9 +10,8 @@ from pynamodb.connection import Connection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-CATALOG = "CATALOG"
-RULES = "RULES"  # gsi1 partition of every rule change, read whole by per-user history reports
-MEMBER_SHARDS = 8  # spreads a big segment's members over GSI partitions; clean-up reads each shard
+CATALOG = "CATALOG"  # gsi1 partition of the live segments, for listing them page by page
+RULESET = "RULESET"  # base-table partition of the live percentage segments, read whole by every read
 
 
 def segment_pk(slug: str) -> str:
@@ -42,20 +41,26 @@ def rule_sk(at: str, generation: int) -> str:
     return f"{RULE_SK_PREFIX}{at}#{generation:010d}"
 
 
-def rules_gsi1sk(at: str, slug: str) -> str:
-    return f"{at}#{slug}"
-
-
 def members_gsi1pk(slug: str, generation: int, shard: int) -> str:
     return f"MEMBERS#{slug}#{generation}#{shard}"
 
 
-def member_shard(user_id: int) -> int:
-    return user_id % MEMBER_SHARDS
+def member_shard(user_id: int, shards: int) -> int:
+    """A generation's members are spread over its own `member_shards` index partitions."""
+    return user_id % shards
+
+
+def rules_gsi1pk(month: str) -> str:
+    """gsi1: the rule changes of a month (YYYY-MM), for the reports of that month and earlier ones."""
+    return f"RULES#{month}"
 
 
 def history_sk(at: str, slug: str, operation: str) -> str:
     return f"HIST#{at}#{slug}#{operation}"
+
+
+def history_shard(user_id: int, shards: int) -> int:
+    return user_id % shards
 
 
 def month_pk(month: str, shard: int) -> str:
@@ -83,7 +88,8 @@ class CatalogIndex(GlobalSecondaryIndex["SegmentItem"]):
 
 
 class SegmentItem(Model):
-    """pk=SEGMENT#{slug}, sk=META. Listed in the catalog (gsi1pk=CATALOG) only while active."""
+    """pk=SEGMENT#{slug}, sk=META: the source of truth of a slug's latest generation. Listed in the
+    catalog (gsi1pk=CATALOG) only while active."""
 
     class Meta(_TableMeta):
         pass
@@ -108,8 +114,39 @@ class SegmentItem(Model):
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     deleted_at = UnicodeAttribute(null=True)
+    rule_since = UnicodeAttribute(null=True)  # when the current rule (or the generation) took effect
+    fence = UnicodeAttribute(null=True)  # the token of a rule change or deletion in progress
+    fenced_since = UnicodeAttribute(null=True)
+    member_shards = NumberAttribute(null=True)  # absent: 8, the count before it was a setting
 
     catalog = CatalogIndex()
+
+
+class PercentageSegmentItem(Model):
+    """pk=RULESET, sk={slug}: a live percentage segment's rule, written in the same transaction as
+    its segment. Every read needs every rule (a bucket holds users never seen), so the whole set is one
+    base-table Query: consistent when asked, never behind an index."""
+
+    class Meta(_TableMeta):
+        pass
+
+    ENTITY = "RULESET"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    entity = UnicodeAttribute(default=ENTITY)
+    slug = UnicodeAttribute()
+    generation = NumberAttribute()
+    revision = NumberAttribute()
+    description = UnicodeAttribute(default="")
+    auto_percent = NumberAttribute(null=True)
+    exclusion_group = UnicodeAttribute(null=True)
+    bucket_start = NumberAttribute(null=True)
+    bucket_end = NumberAttribute(null=True)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    rule_since = UnicodeAttribute(null=True)
+    member_shards = NumberAttribute(null=True)
 
 
 class GenerationItem(Model):
@@ -130,6 +167,7 @@ class GenerationItem(Model):
     generation = NumberAttribute()
     deleted_at = UnicodeAttribute()
     exclusion_group = UnicodeAttribute(null=True)
+    member_shards = NumberAttribute(null=True)
     cleanup = UnicodeAttribute()  # pending | done
     next_shard = NumberAttribute(default=0)
     cursor = UnicodeAttribute(null=True)
@@ -168,7 +206,8 @@ class RulesIndex(GlobalSecondaryIndex["RuleChangeItem"]):
 
 class RuleChangeItem(Model):
     """pk=SEGMENT#{slug}, sk=RULE#{at}#{generation}: a percentage rule a generation started to hold
-    (no range: the rule ended or the segment was deleted). gsi1 (RULES / {at}#{slug}) lists them all."""
+    (no range: the rule ended or the segment was deleted), read one segment at a time. gsi1
+    (RULES#{YYYY-MM} / {at}#{slug}) names the segments whose rules changed in a month."""
 
     class Meta(_TableMeta):
         pass
@@ -178,8 +217,6 @@ class RuleChangeItem(Model):
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
     entity = UnicodeAttribute(default=ENTITY)
-    gsi1pk = UnicodeAttribute()
-    gsi1sk = UnicodeAttribute()
     slug = UnicodeAttribute()
     generation = NumberAttribute()
     seed = UnicodeAttribute()
@@ -187,6 +224,8 @@ class RuleChangeItem(Model):
     bucket_end = NumberAttribute(null=True)
     at = UnicodeAttribute()
     deleted = BooleanAttribute(default=False)
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
 
     rules = RulesIndex()
 
@@ -286,6 +325,7 @@ def report_request_pk(object_key: str) -> str:
 
 ALL_MODELS: tuple[type[Model], ...] = (
     SegmentItem,
+    PercentageSegmentItem,
     GenerationItem,
     GroupItem,
     RuleChangeItem,

@@ -19,12 +19,17 @@ def get_store() -> DynamoSegmentStore:
     settings = get_settings()
     bind_table(settings.table_name)
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return DynamoSegmentStore(region=region, tombstone_seconds=settings.tombstone_seconds)
+    return DynamoSegmentStore(region, settings.tombstone_seconds, settings.history_shards)
 
 
 @lru_cache(maxsize=1)
 def get_catalog() -> SegmentCatalog:
-    return SegmentCatalog(get_store().active_segments, get_settings().catalog_cache_seconds)
+    store = get_store()
+    return SegmentCatalog(
+        store.percentage_segments,
+        lambda slugs: store.live_segments(slugs, consistent=False),
+        get_settings().catalog_cache_seconds,
+    )
 
 
 @lru_cache(maxsize=1)
@@ -32,7 +37,8 @@ def get_history_store() -> "DynamoHistoryStore":
     from dal.history_store import DynamoHistoryStore
 
     get_store()  # binds the models to the configured table
-    return DynamoHistoryStore()
+    settings = get_settings()
+    return DynamoHistoryStore(settings.history_shards, settings.history_read_shards)
 
 
 @lru_cache(maxsize=1)

@@ -8,11 +8,10 @@ from typing import Any, TypeVar
 from pynamodb.models import BatchWrite
 
 from dal.entities import (
-    MEMBER_SHARDS,
     HistoryItem,
     MembershipItem,
+    history_shard,
     history_sk,
-    member_shard,
     month_pk,
     padded_user,
     shared_connection,
@@ -23,20 +22,26 @@ from dal.transient import busy_when_transient
 from models.domain import HistoryRow, MembershipRecord, Operation, Reason
 from shared.clock import from_stored, to_stored
 
-HISTORY_SHARDS = MEMBER_SHARDS
 T = TypeVar("T")
 _EMPTY: Any = object()
-_READER = ThreadPoolExecutor(max_workers=HISTORY_SHARDS, thread_name_prefix="shard-reader")
 
 
 @busy_when_transient
 class DynamoHistoryStore:
+    """`shards`: how many month-index partitions new rows are spread over; `read_shards`: how many a
+    month is read from (at least every count rows were ever written with: docs/data-model.md)."""
+
+    def __init__(self, shards: int, read_shards: int) -> None:
+        self._shards = shards
+        self._read_shards = max(shards, read_shards)
+        self._reader = ThreadPoolExecutor(max_workers=min(self._read_shards, 16), thread_name_prefix="shard")
+
     def put_rows(self, rows: Iterable[HistoryRow]) -> int:
         """Idempotent: a row's key is its content, so writing it again changes nothing."""
         written = 0
         with BatchWrite(HistoryItem) as batch:
             for row in dict.fromkeys(rows):  # one request may not name a key twice
-                batch.save(_item(row))
+                batch.save(_item(row, self._shards))
                 written += 1
         return written
 
@@ -49,8 +54,8 @@ class DynamoHistoryStore:
         """A month of every user from the month index, in report order (time, user, slug): its history
         rows, and the memberships expiring in it that DynamoDB's TTL has not deleted yet. One Query
         per shard, every shard's first page asked for at once."""
-        shards = [_month_index(month, shard) for shard in range(HISTORY_SHARDS)]
-        merged = heapq.merge(*_read_ahead(shards), key=lambda item: item["gsi2sk"]["S"])
+        shards = [_month_index(month, shard) for shard in range(self._read_shards)]
+        merged = heapq.merge(*_read_ahead(self._reader, shards), key=lambda item: item["gsi2sk"]["S"])
         return (_month_entry(item) for item in merged)
 
 
@@ -78,11 +83,11 @@ def _month_entry(item: dict[str, Any]) -> HistoryRow | MembershipRecord:
     return _row(HistoryItem.from_raw_data(item))
 
 
-def _read_ahead(shards: Sequence[Iterator[T]]) -> list[Iterator[T]]:
+def _read_ahead(reader: ThreadPoolExecutor, shards: Sequence[Iterator[T]]) -> list[Iterator[T]]:
     """Each shard's first page is asked for now, in the background, for every shard at once: a report
     waits for about one Query round trip, not one per shard. Later pages are read as the merge
     reaches them."""
-    return [_after(_READER.submit(next, shard, _EMPTY), shard) for shard in shards]
+    return [_after(reader.submit(next, shard, _EMPTY), shard) for shard in shards]
 
 
 def _after(first: "Future[T]", rest: Iterator[T]) -> Iterator[T]:
@@ -92,7 +97,7 @@ def _after(first: "Future[T]", rest: Iterator[T]) -> Iterator[T]:
         yield from rest
 
 
-def _item(row: HistoryRow) -> HistoryItem:
+def _item(row: HistoryRow, shards: int) -> HistoryItem:
     at = to_stored(row.at)
     item = HistoryItem(
         user_pk(row.user_id),
@@ -106,7 +111,7 @@ def _item(row: HistoryRow) -> HistoryItem:
     if row.silent:
         item.silent = True  # kept for the user's replay, in no month: no report shows it
     else:
-        item.gsi2pk = month_pk(at[:7], member_shard(row.user_id))
+        item.gsi2pk = month_pk(at[:7], history_shard(row.user_id, shards))
         item.gsi2sk = f"{at}#{padded_user(row.user_id)}#{row.slug}#{row.operation.value}"
     return item
 

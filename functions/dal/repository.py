@@ -2,6 +2,8 @@
 
 import json
 import math
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,26 +15,28 @@ from pynamodb.transactions import TransactWrite
 from dal.entities import (
     CATALOG,
     RULE_SK_PREFIX,
-    RULES,
+    RULESET,
     GenerationItem,
     GroupItem,
     MembershipItem,
+    PercentageSegmentItem,
     RuleChangeItem,
     SegmentItem,
     generation_sk,
     group_pk,
+    history_shard,
     member_shard,
     members_gsi1pk,
     membership_sk,
     month_pk,
     padded_user,
     rule_sk,
-    rules_gsi1sk,
+    rules_gsi1pk,
     segment_pk,
     shared_connection,
     user_pk,
 )
-from dal.transient import BUSY_CODES, busy_when_transient
+from dal.transient import BUSY_CODES, busy_when_transient, is_transient
 from models.domain import (
     Change,
     DeletedGeneration,
@@ -50,22 +54,23 @@ from shared.clock import from_stored, to_stored
 
 ACTIVE = "active"
 DELETED = "deleted"
+BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
+_READER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="rules")
+LOST_ANSWER_RESENDS = 2  # a transaction whose answer was lost is sent again, same token, this often
+HISTORY_SHARDS = 32
 
 
 @busy_when_transient
 class DynamoSegmentStore:
-    def __init__(self, region: str, tombstone_seconds: int) -> None:
+    def __init__(self, region: str, tombstone_seconds: int, history_shards: int = HISTORY_SHARDS) -> None:
         self._connection = shared_connection()  # bound by dal.entities.bind_table, one client
         self._tombstone = timedelta(seconds=tombstone_seconds)
+        self._history_shards = history_shards
 
     # --- segments -------------------------------------------------------------------------------
 
-    def active_segments(self) -> list[Segment]:
-        """The whole catalog: one paginated Query of its index partition."""
-        return [_segment(item) for item in SegmentItem.catalog.query(CATALOG)]
-
     def list_segments(self, limit: int, after_slug: str | None) -> tuple[list[Segment], bool]:
-        """A page of the catalog in slug order, and whether more follow."""
+        """A page of the catalog index in slug order, and whether more follow."""
         start = None
         if after_slug is not None:
             keys = {
@@ -87,6 +92,23 @@ class DynamoSegmentStore:
             return None
         return _segment(item), item.status == ACTIVE
 
+    def live_segments(self, slugs: Iterable[str], consistent: bool) -> dict[str, Segment]:
+        """The live generation of each named slug (deleted or unknown slugs are absent): one
+        BatchGetItem of their META items, the source of truth, never an index."""
+        keys = [{"pk": {"S": segment_pk(slug)}, "sk": {"S": SegmentItem.SK}} for slug in dict.fromkeys(slugs)]
+        found: dict[str, Segment] = {}
+        for start in range(0, len(keys), BATCH_GET_KEYS):
+            for attributes in self._batch_get(keys[start : start + BATCH_GET_KEYS], consistent):
+                item = SegmentItem.from_raw_data(attributes)
+                if item.status == ACTIVE:
+                    found[item.slug] = _segment(item)
+        return found
+
+    def percentage_segments(self, consistent: bool = False) -> list[Segment]:
+        """Every live percentage segment's rule: one Query of the RULESET partition."""
+        items = PercentageSegmentItem.query(RULESET, consistent_read=consistent)
+        return [_percentage_segment(item) for item in items]
+
     def create_segment(
         self,
         segment: Segment,
@@ -94,8 +116,8 @@ class DynamoSegmentStore:
         rule: RuleChange | None = None,
         group: GroupAllocation | None = None,
     ) -> None:
-        """A plain segment is one conditional put; a percentage one also logs its rule and, in a group,
-        takes its range in the group item, all in one transaction.
+        """A plain segment is one conditional put; a percentage one also logs its rule, joins the
+        rule set and, in a group, takes its range in the group item, all in one transaction.
 
         SegmentExists if the slug is live; ConcurrentChange([]) if the group changed meanwhile.
         """
@@ -107,7 +129,7 @@ class DynamoSegmentStore:
             if rule is None and group is None:
                 self._put(item, fresh)
             else:
-                self._transact_segment(item, fresh, rule, group)
+                self._transact_segment(segment, fresh, rule, group)
         except ConcurrentChange as change:
             if change.changed_segments:
                 raise SegmentExists(segment.slug) from change
@@ -119,17 +141,54 @@ class DynamoSegmentStore:
         expected_revision: int,
         rule: RuleChange | None = None,
         group: GroupAllocation | None = None,
+        fence: str | None = None,
     ) -> None:
-        """Replace an active segment's fields; ConcurrentChange if it (or its group) changed meanwhile."""
+        """Replace an active segment's fields; ConcurrentChange if it (or its group) changed meanwhile.
+        A rule change commits under the fence its writer holds (`fence_segment`), and clears it."""
         item = _segment_item(segment)
         current = _is_current(segment.generation, expected_revision)
+        if fence is not None:
+            current = current & (SegmentItem.fence == fence)
         if rule is None and group is None:
             try:
                 self._put(item, current)
             except ConcurrentChange as change:
                 raise ConcurrentChange([segment.slug]) from change
             return
-        self._transact_segment(item, current, rule, group)
+        self._transact_segment(segment, current, rule, group)
+
+    def fence_segment(self, segment: Segment, token: str, at: datetime) -> Segment:
+        """Announce a rule change or deletion of the generation: user changes read the fence and wait
+        until it is decided. ConcurrentChange if the segment changed since it was read."""
+        item = SegmentItem(segment_pk(segment.slug), SegmentItem.SK)
+        actions: list[Action] = [
+            SegmentItem.fence.set(token),
+            SegmentItem.fenced_since.set(to_stored(at)),
+            SegmentItem.revision.set(segment.revision + 1),
+        ]
+        try:
+            item.update(actions=actions, condition=_is_current(segment.generation, segment.revision))
+        except UpdateError as error:
+            if _is_condition_failure(error):
+                raise ConcurrentChange([segment.slug]) from error
+            _raise_if_busy(error)
+            raise
+        return segment._replace(revision=segment.revision + 1, fenced_since=at)
+
+    def release_fence(self, segment: Segment, token: str) -> None:
+        """Give up a fence whose change did not commit (a lost race in its group)."""
+        item = SegmentItem(segment_pk(segment.slug), SegmentItem.SK)
+        actions: list[Action] = [
+            SegmentItem.fence.remove(),
+            SegmentItem.fenced_since.remove(),
+            SegmentItem.revision.set(segment.revision + 1),
+        ]
+        try:
+            item.update(actions=actions, condition=SegmentItem.fence == token)
+        except UpdateError as error:
+            if not _is_condition_failure(error):  # taken over already: nothing of ours is left
+                _raise_if_busy(error)
+                raise
 
     def find_group(self, name: str) -> GroupAllocation:
         """An exclusion group's ranges, read consistently; an empty allocation if it has none yet."""
@@ -140,15 +199,19 @@ class DynamoSegmentStore:
         ranges = {slug: (int(start), int(end)) for slug, (start, end) in json.loads(item.ranges).items()}
         return GroupAllocation(name, ranges, int(item.revision))
 
-    def rule_changes(self) -> list[RuleChange]:
-        """Every rule change of every segment, in time order: one paginated Query of gsi1 (RULES)."""
-        changes = [_rule_change(item) for item in RuleChangeItem.rules.query(RULES)]
-        return sorted(changes, key=lambda change: (change.at, change.slug, change.generation))
-
     def segment_rule_changes(self, slug: str) -> list[RuleChange]:
         """One slug's rule changes, every generation, in time order: one Query of its partition."""
         items = RuleChangeItem.query(segment_pk(slug), RuleChangeItem.sk.startswith(RULE_SK_PREFIX))
         return [_rule_change(item) for item in items]
+
+    def rule_changes_of(self, slugs: Iterable[str]) -> list[RuleChange]:
+        """The rule changes of the named slugs, in time order: one Query per slug, several at once."""
+        changes = [change for found in _READER.map(self.segment_rule_changes, slugs) for change in found]
+        return sorted(changes, key=lambda change: (change.at, change.slug, change.generation))
+
+    def slugs_with_rule_changes(self, month: str) -> set[str]:
+        """The slugs whose rule changed in a month (YYYY-MM): one Query of its gsi1 partition."""
+        return {item.slug for item in RuleChangeItem.rules.query(rules_gsi1pk(month))}
 
     def delete_segment(
         self,
@@ -156,9 +219,10 @@ class DynamoSegmentStore:
         deleted_at: datetime,
         rule: RuleChange | None = None,
         group: GroupAllocation | None = None,
+        fence: str | None = None,
     ) -> None:
         """Mark the generation deleted and record it for clean-up, in one transaction (with the rule's
-        end and, in a group, the freed range)."""
+        end, its leaving the rule set and, in a group, the freed range)."""
         at = to_stored(deleted_at)
         generation = GenerationItem(
             segment_pk(segment.slug),
@@ -167,6 +231,7 @@ class DynamoSegmentStore:
             generation=segment.generation,
             deleted_at=at,
             exclusion_group=segment.exclusion_group,
+            member_shards=segment.member_shards,
             cleanup="pending",
         )
         tombstone = _segment_item(segment)
@@ -176,10 +241,15 @@ class DynamoSegmentStore:
         tombstone.revision = segment.revision + 1
         tombstone.gsi1pk = None
         tombstone.gsi1sk = None
+        current = _is_current(segment.generation, segment.revision)
+        if fence is not None:
+            current = current & (SegmentItem.fence == fence)
 
         def write(tx: TransactWrite) -> None:
-            tx.save(tombstone, condition=_is_current(segment.generation, segment.revision))
+            tx.save(tombstone, condition=current)
             tx.save(generation, condition=GenerationItem.pk.does_not_exist())
+            if segment.is_percentage:
+                tx.delete(PercentageSegmentItem(RULESET, segment.slug))
             self._rule_and_group(tx, rule, group)
 
         self._transact(write, segment_slugs=[segment.slug])
@@ -209,19 +279,16 @@ class DynamoSegmentStore:
                 return records
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def apply_user_update(self, update: UserUpdate) -> None:
-        """One TransactWriteItems: segment checks, then the membership puts and guards."""
+    def apply_user_update(self, update: UserUpdate, token: str) -> None:
+        """One TransactWriteItems of the user's own items: the membership puts, then the guards.
+
+        It carries `token` (ClientRequestToken): a commit whose answer was lost is sent again as is,
+        and DynamoDB answers it without applying it twice (for 10 minutes)."""
+        shards = {segment.slug: segment.member_shards for segment in update.segments}
 
         def write(tx: TransactWrite) -> None:
-            for segment in update.segments:
-                tx.condition_check(
-                    SegmentItem,
-                    segment_pk(segment.slug),
-                    SegmentItem.SK,
-                    condition=_is_current(segment.generation, segment.revision),
-                )
             for change in update.writes:
-                item = self._membership_item(change.record)
+                item = self.membership_item(change.record, shards[change.record.slug])
                 tx.save(item, condition=_at_revision(change.expected_revision))
             for guard in update.guards:
                 tx.condition_check(
@@ -231,7 +298,13 @@ class DynamoSegmentStore:
                     condition=_at_revision(guard.expected_revision),
                 )
 
-        self._transact(write, segment_slugs=[segment.slug for segment in update.segments])
+        for attempt in range(LOST_ANSWER_RESENDS + 1):
+            try:
+                self._transact(write, segment_slugs=[], token=token)
+                return
+            except TransactWriteError:  # transient only (see _transact): the commit may have happened
+                if attempt == LOST_ANSWER_RESENDS:
+                    raise
 
     # --- clean-up of deleted generations --------------------------------------------------------
 
@@ -257,7 +330,7 @@ class DynamoSegmentStore:
     def end_membership(self, record: MembershipRecord, ended: MembershipRecord) -> bool:
         """Replace a member with its tombstone if it is still the record read; False if it moved on."""
         try:
-            self._membership_item(ended).save(condition=_at_revision(record.revision))
+            self.membership_item(ended).save(condition=_at_revision(record.revision))
         except PutError as error:
             if _is_condition_failure(error):
                 return False
@@ -302,15 +375,28 @@ class DynamoSegmentStore:
             raise
 
     def _transact_segment(
-        self, item: SegmentItem, condition: Condition, rule: RuleChange | None, group: GroupAllocation | None
+        self, segment: Segment, condition: Condition, rule: RuleChange | None, group: GroupAllocation | None
     ) -> None:
-        """The segment first, so a failure of its condition names the slug (the others do not)."""
+        """The segment first, so a failure of its condition names the slug (the others do not); its
+        place in the rule set follows whether it holds a rule."""
 
         def write(tx: TransactWrite) -> None:
-            tx.save(item, condition=condition)
+            tx.save(_segment_item(segment), condition=condition)
+            if segment.is_percentage:
+                tx.save(_percentage_segment_item(segment))
+            else:
+                tx.delete(PercentageSegmentItem(RULESET, segment.slug))
             self._rule_and_group(tx, rule, group)
 
-        self._transact(write, segment_slugs=[item.slug])
+        self._transact(write, segment_slugs=[segment.slug])
+
+    def _batch_get(self, keys: list[dict[str, Any]], consistent: bool) -> Iterator[dict[str, Any]]:
+        table = SegmentItem.Meta.table_name
+        request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": consistent}}
+        while request:
+            answer = self._connection.client.batch_get_item(RequestItems=request)
+            yield from answer["Responses"].get(table, [])
+            request = answer.get("UnprocessedKeys") or {}
 
     def _rule_and_group(
         self, tx: TransactWrite, rule: RuleChange | None, group: GroupAllocation | None
@@ -323,7 +409,8 @@ class DynamoSegmentStore:
             unchanged = GroupItem.pk.does_not_exist() if previous == 0 else GroupItem.revision == previous
             tx.save(_group_item(group), condition=unchanged)
 
-    def _membership_item(self, record: MembershipRecord) -> MembershipItem:
+    def membership_item(self, record: MembershipRecord, member_shards: int | None = None) -> MembershipItem:
+        """The item of a record; members and opt-outs are in the generation's members index shards."""
         item = MembershipItem(
             user_pk(record.user_id),
             membership_sk(record.slug),
@@ -341,19 +428,22 @@ class DynamoSegmentStore:
             item.change_at = to_stored(record.change.at)
             item.change_silent = record.change.silent or None
         if record.state is not MembershipState.REMOVED:
-            item.gsi1pk = members_gsi1pk(record.slug, record.generation, member_shard(record.user_id))
+            assert member_shards is not None, "a member or opt-out needs its generation's shard count"
+            shard = member_shard(record.user_id, member_shards)
+            item.gsi1pk = members_gsi1pk(record.slug, record.generation, shard)
             item.gsi1sk = padded_user(record.user_id)
         if record.state is MembershipState.MEMBER and record.expires_at is not None:
             item.ttl = math.ceil(record.expires_at.timestamp())
-            item.gsi2pk = month_pk(f"{record.expires_at:%Y-%m}", member_shard(record.user_id))
+            shard = history_shard(record.user_id, self._history_shards)
+            item.gsi2pk = month_pk(f"{record.expires_at:%Y-%m}", shard)
             item.gsi2sk = f"{to_stored(record.expires_at)}#{padded_user(record.user_id)}#{record.slug}"
         if record.state is MembershipState.REMOVED and record.change is not None:
             item.ttl = math.ceil((record.change.at + self._tombstone).timestamp())
         return item
 
-    def _transact(self, write: Any, segment_slugs: list[str]) -> None:
+    def _transact(self, write: Any, segment_slugs: list[str], token: str | None = None) -> None:
         try:
-            with TransactWrite(connection=self._connection) as tx:
+            with TransactWrite(connection=self._connection, client_request_token=token) as tx:
                 write(tx)
         except TransactWriteError as error:
             reasons = [reason.code if reason else None for reason in error.cancellation_reasons]
@@ -366,6 +456,8 @@ class DynamoSegmentStore:
                 or getattr(error, "cause_response_code", None) == "TransactionInProgressException"
             ):
                 raise ConcurrentChange([]) from error
+            if is_transient(error):
+                raise  # the commit may have happened: a resend with the same token tells without redoing it
             _raise_if_busy(error)
             raise
 
@@ -402,6 +494,9 @@ def _time_or_none(text: str | None) -> datetime | None:
     return None if text is None else from_stored(text)
 
 
+LEGACY_MEMBER_SHARDS = 8  # generations created before the count was stored on them
+
+
 def _segment_item(segment: Segment) -> SegmentItem:
     return SegmentItem(
         segment_pk(segment.slug),
@@ -419,6 +514,8 @@ def _segment_item(segment: Segment) -> SegmentItem:
         bucket_end=segment.bucket_end,
         created_at=to_stored(segment.created_at),
         updated_at=to_stored(segment.updated_at),
+        rule_since=_stored_or_none(segment.rule_since),
+        member_shards=segment.member_shards,
     )
 
 
@@ -430,11 +527,54 @@ def _segment(item: SegmentItem) -> Segment:
         description=item.description or "",
         created_at=from_stored(item.created_at),
         updated_at=from_stored(item.updated_at),
-        auto_percent=None if item.auto_percent is None else int(item.auto_percent),
+        auto_percent=_int_or_none(item.auto_percent),
         exclusion_group=item.exclusion_group,
-        bucket_start=None if item.bucket_start is None else int(item.bucket_start),
-        bucket_end=None if item.bucket_end is None else int(item.bucket_end),
+        bucket_start=_int_or_none(item.bucket_start),
+        bucket_end=_int_or_none(item.bucket_end),
+        rule_since=_time_or_none(item.rule_since),
+        fenced_since=_time_or_none(item.fenced_since) if item.fence else None,
+        member_shards=int(item.member_shards or LEGACY_MEMBER_SHARDS),
     )
+
+
+def _percentage_segment_item(segment: Segment) -> PercentageSegmentItem:
+    return PercentageSegmentItem(
+        RULESET,
+        segment.slug,
+        slug=segment.slug,
+        generation=segment.generation,
+        revision=segment.revision,
+        auto_percent=segment.auto_percent,
+        exclusion_group=segment.exclusion_group,
+        bucket_start=segment.bucket_start,
+        bucket_end=segment.bucket_end,
+        created_at=to_stored(segment.created_at),
+        updated_at=to_stored(segment.updated_at),
+        rule_since=_stored_or_none(segment.rule_since),
+        member_shards=segment.member_shards,
+    )
+
+
+def _percentage_segment(item: PercentageSegmentItem) -> Segment:
+    """What reads need of a percentage segment: its generation and rule (no description)."""
+    return Segment(
+        slug=item.slug,
+        generation=int(item.generation),
+        revision=int(item.revision),
+        description="",
+        created_at=from_stored(item.created_at),
+        updated_at=from_stored(item.updated_at),
+        auto_percent=_int_or_none(item.auto_percent),
+        exclusion_group=item.exclusion_group,
+        bucket_start=_int_or_none(item.bucket_start),
+        bucket_end=_int_or_none(item.bucket_end),
+        rule_since=_time_or_none(item.rule_since),
+        member_shards=int(item.member_shards or LEGACY_MEMBER_SHARDS),
+    )
+
+
+def _int_or_none(number: float | None) -> int | None:
+    return None if number is None else int(number)
 
 
 def membership_record(item: MembershipItem) -> MembershipRecord:
@@ -461,8 +601,8 @@ def _rule_item(rule: RuleChange) -> RuleChangeItem:
     return RuleChangeItem(
         segment_pk(rule.slug),
         rule_sk(at, rule.generation),
-        gsi1pk=RULES,
-        gsi1sk=rules_gsi1sk(at, rule.slug),
+        gsi1pk=rules_gsi1pk(at[:7]),
+        gsi1sk=f"{at}#{rule.slug}",
         slug=rule.slug,
         generation=rule.generation,
         seed=rule.seed,
@@ -527,6 +667,7 @@ def _deleted_generation(item: GenerationItem) -> DeletedGeneration:
         generation=int(item.generation),
         deleted_at=from_stored(item.deleted_at),
         exclusion_group=item.exclusion_group,
+        member_shards=int(item.member_shards or LEGACY_MEMBER_SHARDS),
     )
 
 

@@ -18,7 +18,7 @@ app = build_resolver()
 def create() -> Response:
     request = parse_body(app.current_event, CreateSegmentRequest)
     new = NewSegment(request.slug, request.description, request.auto_percent, request.exclusion_group)
-    segment = create_segment(get_store(), new, utc_now())
+    segment = create_segment(get_store(), new, utc_now)
     metrics.add_metric(name="SegmentCreated", unit=MetricUnit.Count, value=1)
     return json_response(201, segment_json(segment, to_public), {"Location": f"/segments/{segment.slug}"})
 

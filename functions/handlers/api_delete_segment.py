@@ -14,7 +14,7 @@ app = build_resolver()
 
 @app.delete("/segments/<slug>")
 def delete(slug: str) -> Response:
-    delete_segment(get_store(), path_slug(app.current_event), utc_now())
+    delete_segment(get_store(), path_slug(app.current_event), utc_now)
     metrics.add_metric(name="SegmentDeleted", unit=MetricUnit.Count, value=1)
     return Response(204, None, "")
 

@@ -17,7 +17,7 @@ def update(slug: str) -> Response:
     slug = path_slug(app.current_event)
     request = parse_body(app.current_event, PatchSegmentRequest)
     patch = SegmentPatch(request.description, request.changes_percent, request.auto_percent)
-    segment = patch_segment(get_store(), slug, patch, utc_now())
+    segment = patch_segment(get_store(), slug, patch, utc_now)
     return json_response(200, segment_json(segment, to_public))
 
 

@@ -24,7 +24,7 @@ def change(user_id: str) -> Response:
         user,
         request.add,
         request.remove,
-        utc_now(),
+        utc_now,
         get_settings().write_attempts,
     )
     metrics.add_metric(name="MembershipsAdded", unit=MetricUnit.Count, value=len(result.added))

@@ -13,7 +13,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from dal.entities import MEMBER_SHARDS
 from dal.factory import get_store
 from dal.repository import cleanup_from_image
 from logic.cleanup import Progress, clean_up_generation
@@ -32,9 +31,8 @@ def clean_up(record: DynamoDBRecord, lambda_context: LambdaContext) -> None:
     logger.info(
         "cleaning up", extra={"slug": generation.slug, "generation": generation.generation, "shard": shard}
     )
-    done = clean_up_generation(
-        get_store(), generation, Progress(shard, cursor, removed), MEMBER_SHARDS, time_left
-    )
+    progress = Progress(shard, cursor, removed)
+    done = clean_up_generation(get_store(), generation, progress, generation.member_shards, time_left)
     metrics.add_metric(name="MembersRemoved", unit=MetricUnit.Count, value=done.removed - removed)
 
 

@@ -2,13 +2,15 @@
 
 import random
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from logic.buckets import bucket_of
 from logic.catalog import SegmentCatalog
 from logic.ports import SegmentStore
+from logic.segments import FENCE_TIMEOUT
 from models.domain import (
     Change,
     Membership,
@@ -72,8 +74,10 @@ def active_memberships(
 def user_segments(
     store: SegmentStore, catalog: SegmentCatalog, user_id: int, now: datetime
 ) -> list[Membership]:
-    """A warm read is one eventually consistent Query; the catalog comes from the container cache."""
-    return active_memberships(user_id, catalog.segments(), store.user_records(user_id), now)
+    """A warm read is one eventually consistent Query; the segments come from the container cache."""
+    records = store.user_records(user_id)
+    segments = catalog.segments_for(record.slug for record in records)
+    return active_memberships(user_id, segments, records, now)
 
 
 def add_and_remove_segments(
@@ -82,27 +86,44 @@ def add_and_remove_segments(
     user_id: int,
     adds: list[SegmentAdd],
     removes: list[str],
-    now: datetime,
+    clock: Callable[[], datetime],
     attempts: int,
 ) -> UpdateResult:
-    """Apply every change or none. Conflicting writers are retried a bounded number of times."""
-    expiries = {add.slug: _expiry(add, now) for add in adds}
+    """Apply every change or none, to the user's own items only: no segment item is written or checked.
+
+    The named segments are read consistently from the table (404 if any is missing), and the change
+    takes effect after every rule they were decided under (docs/data-model.md). A segment whose rule
+    is being changed or which is being deleted (fenced) is waited for; conflicting writers of the same
+    user are retried; both a bounded number of times, then 503.
+    """
+    started = clock()
+    for add in adds:
+        _expiry(add, started)  # a past or too distant expires_at is a bad request, whatever else holds
     named = [add.slug for add in adds] + list(removes)
-    fresh = False
     for attempt in range(attempts):
-        segments = _named_segments(catalog, named, fresh)
-        records = {record.slug: record for record in store.user_records(user_id, consistent=True)}
-        plan = _plan(user_id, segments, records, expiries, removes, _after_every_change(now, records))
-        update = UserUpdate([segments[slug] for slug in named], plan.writes, plan.guards)
-        try:
-            store.apply_user_update(update)
-        except ConcurrentChange as change:
-            # A segment changed under a cached catalog, or another request wrote this user first.
-            fresh = fresh or bool(change.changed_segments)
+        if attempt:
             time.sleep(random.uniform(0, 0.01 * 2**attempt))
-            continue
-        after = _records_after(records, plan.writes)
-        active = active_memberships(user_id, segments, after.values(), now)
+        started = clock()
+        segments = store.live_segments(named, consistent=True)
+        catalog.remember(named, segments)
+        missing = sorted(slug for slug in named if slug not in segments)
+        if missing:
+            raise SegmentsMissing(missing)
+        if any(segment.fenced_at(started, FENCE_TIMEOUT) for segment in segments.values()):
+            continue  # a rule change or deletion is being decided: it takes a few milliseconds
+        records = {record.slug: record for record in store.user_records(user_id, consistent=True)}
+        now = _after_every_change(_after_every_rule(started, segments.values()), records)
+        expiries = {add.slug: _expiry(add, now) for add in adds}
+        plan = _plan(user_id, segments, records, expiries, removes, now)
+        update = UserUpdate([segments[slug] for slug in named], plan.writes, plan.guards)
+        # Everything the answer needs is read before the commit: a failure after it would answer 503
+        # for a change that was made.
+        known = {**catalog.segments_for(slug for slug in records if slug not in segments), **segments}
+        try:
+            store.apply_user_update(update, token=str(uuid.uuid4()))
+        except ConcurrentChange:
+            continue  # another request wrote this user first: read again
+        active = active_memberships(user_id, known, _records_after(records, plan.writes).values(), now)
         return UpdateResult(
             user_id=user_id,
             added=sorted(plan.added),
@@ -111,6 +132,13 @@ def add_and_remove_segments(
             segments=[membership.slug for membership in active],
         )
     raise ServiceBusy(f"user {user_id} is being changed concurrently; try again", retry_after=1)
+
+
+def _after_every_rule(now: datetime, segments: Iterable[Segment]) -> datetime:
+    """A change decided under a segment's rule takes effect after that rule did: the per-user replay
+    then sees the rule the request saw (a rule set on another machine may carry a later clock)."""
+    latest = max((segment.decided_since for segment in segments), default=now)
+    return now if latest < now else latest + timedelta(microseconds=1)
 
 
 def _after_every_change(now: datetime, records: dict[str, MembershipRecord]) -> datetime:
@@ -123,17 +151,6 @@ def _after_every_change(now: datetime, records: dict[str, MembershipRecord]) -> 
     if latest is None or latest < now:
         return now
     return latest + timedelta(microseconds=1)
-
-
-def _named_segments(catalog: SegmentCatalog, named: list[str], fresh: bool) -> dict[str, Segment]:
-    """A cache miss is never trusted: a 404 is decided by a fresh read of the source of truth."""
-    segments = catalog.segments(fresh=fresh)
-    if not fresh and any(slug not in segments for slug in named):
-        segments = catalog.segments(fresh=True)
-    missing = sorted(slug for slug in named if slug not in segments)
-    if missing:
-        raise SegmentsMissing(missing)
-    return segments
 
 
 def _plan(

@@ -2,13 +2,13 @@
 
 import re
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import NamedTuple, Protocol
 
 from logic.auto_history import is_report_line, user_report_rows
 from logic.history import expired_rows
-from models.domain import HistoryRow, MembershipRecord, RuleChange
+from models.domain import HistoryRow, MembershipRecord, RuleChange, Segment
 from models.errors import InvalidRequest
 from shared.clock import to_public, to_stored
 
@@ -16,6 +16,7 @@ PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$", re.ASCII)
 HEADER = "user_id;segment;operation;timestamp;reason\n"
 RETRY_AFTER_SECONDS = 10
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SETTLE = timedelta(minutes=15)  # after a month ends, until its report is written once for good
 
 
 class Period(NamedTuple):
@@ -24,7 +25,9 @@ class Period(NamedTuple):
     end: datetime
 
     def closed_at(self, now: datetime) -> bool:
-        return now >= self.end
+        """Closed and settled: history rows reach the table through the stream and the month index a
+        little after the change, so a month's report is final only a while after the month ends."""
+        return now >= self.end + SETTLE
 
 
 class ReportLink(NamedTuple):
@@ -58,12 +61,20 @@ class HistorySource(Protocol):
 
 
 class RuleLog(Protocol):
-    def rule_changes(self) -> list[RuleChange]:
-        """Every rule change of every segment, in time order."""
-        ...
-
     def segment_rule_changes(self, slug: str) -> list[RuleChange]:
         """One slug's rule changes (all its generations), in time order."""
+        ...
+
+    def rule_changes_of(self, slugs: Iterable[str]) -> list[RuleChange]:
+        """The named slugs' rule changes, in time order."""
+        ...
+
+    def slugs_with_rule_changes(self, month: str) -> set[str]:
+        """The slugs whose rule changed in a month (YYYY-MM)."""
+        ...
+
+    def percentage_segments(self, consistent: bool = False) -> list[Segment]:
+        """Every live percentage segment."""
         ...
 
 
@@ -134,7 +145,26 @@ def report_rows(
     history = source.user_until(user_id, to_stored(period.end))
     expiring = expired_rows(user_records(user_id), EPOCH, period.end, now)
     explicit = sorted({*history, *expiring})  # a stored expiry and its undeleted item are one change
-    return unique(user_report_rows(user_id, rules.rule_changes(), explicit, period.start, period.end))
+    changes = rules_for_user({row.slug for row in explicit}, rules, period, now)
+    return unique(user_report_rows(user_id, changes, explicit, period.start, period.end))
+
+
+def rules_for_user(slugs: set[str], rules: RuleLog, period: Period, now: datetime) -> list[RuleChange]:
+    """The rule changes a user's report replays, up to the period's end, of the segments it needs:
+    those the user has rows of, and every segment whose rule may have held the user's bucket in the
+    period: the live percentage segments and those whose rule changed (or ended) in or after it."""
+    needed = set(slugs) | {segment.slug for segment in rules.percentage_segments(consistent=True)}
+    for month in months_from(period.month, now):
+        needed |= rules.slugs_with_rule_changes(month)
+    return [change for change in rules.rule_changes_of(sorted(needed)) if change.at < period.end]
+
+
+def months_from(month: str, now: datetime) -> Iterator[str]:
+    """YYYY-MM months from `month` up to the one `now` falls in."""
+    year, number = int(month[:4]), int(month[5:])
+    while (year, number) <= (now.year, now.month):
+        yield f"{year:04d}-{number:02d}"
+        year, number = (year + 1, 1) if number == 12 else (year, number + 1)
 
 
 def _month_rows(

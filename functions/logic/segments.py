@@ -2,8 +2,11 @@
 
 import random
 import time
-from datetime import datetime
-from typing import NamedTuple
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from functools import partial
+from typing import NamedTuple, TypeVar
 
 from logic.buckets import BUCKETS, Range, largest_free_gap, lowest_fitting_gap, resize_range, units_to_percent
 from logic.ports import SegmentStore
@@ -18,6 +21,14 @@ from models.errors import (
 )
 
 WRITE_ATTEMPTS = 6  # writers of one group or segment retry this often before answering 503
+# A rule change or deletion first fences its segment, then takes its time: a user change that read
+# the segment before the fence took effect before the rule (docs/data-model.md). The pause covers
+# the clocks of two machines disagreeing by that much.
+FENCE_SETTLE_SECONDS = 0.005
+# A fence older than this was left by a writer that died (its function's timeout is far shorter).
+FENCE_TIMEOUT = timedelta(seconds=30)
+Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 class NewSegment(NamedTuple):
@@ -34,7 +45,7 @@ class SegmentPatch(NamedTuple):
 
 
 def create_segment(
-    store: SegmentStore, new: NewSegment, now: datetime, attempts: int = WRITE_ATTEMPTS
+    store: SegmentStore, new: NewSegment, clock: Clock, attempts: int = WRITE_ATTEMPTS
 ) -> Segment:
     """A new slug starts at generation 1; a deleted slug comes back as a new, empty generation.
 
@@ -42,6 +53,7 @@ def create_segment(
     as the group item's next revision; a concurrent change of the group makes it try again.
     """
     for attempt in range(attempts):
+        now = clock()
         found = store.find_segment(new.slug)
         if found is not None and found[1]:
             raise SegmentExists(new.slug)
@@ -54,6 +66,7 @@ def create_segment(
             updated_at=now,
             auto_percent=new.auto_percent,
             exclusion_group=new.exclusion_group,
+            rule_since=now,
         )
         group = None
         if new.exclusion_group is not None and new.auto_percent is not None:
@@ -88,11 +101,18 @@ def list_segments(store: SegmentStore, limit: int, after_slug: str | None) -> tu
 
 
 def patch_segment(
-    store: SegmentStore, slug: str, patch: SegmentPatch, now: datetime, attempts: int = WRITE_ATTEMPTS
+    store: SegmentStore, slug: str, patch: SegmentPatch, clock: Clock, attempts: int = WRITE_ATTEMPTS
 ) -> Segment:
-    """Ramps: raising keeps everyone who was in (the range grows at its top), lowering trims the top."""
+    """Ramps: raising keeps everyone who was in (the range grows at its top), lowering trims the top.
+
+    A description is one conditional write. A new range is a fenced change (`_fenced`): user changes
+    decided under the old range take effect before it, those after it see it.
+    """
     for attempt in range(attempts):
         current = get_segment(store, slug)
+        if current.fenced_at(clock(), FENCE_TIMEOUT):
+            _back_off(attempt)
+            continue
         changed = current
         if patch.description is not None:
             changed = changed._replace(description=patch.description)
@@ -101,38 +121,83 @@ def patch_segment(
             changed, group = _resized(store, changed, patch.auto_percent)
         if changed == current:
             return current
-        changed = changed._replace(updated_at=now, revision=current.revision + 1)
-        rule = None
-        if (changed.bucket_start, changed.bucket_end) != (current.bucket_start, current.bucket_end):
-            rule = _rule(changed, now)
         try:
-            store.save_segment(changed, expected_revision=current.revision, rule=rule, group=group)
+            if (changed.bucket_start, changed.bucket_end) == (current.bucket_start, current.bucket_end):
+                changed = changed._replace(
+                    updated_at=clock(), revision=current.revision + 1, fenced_since=None
+                )
+                store.save_segment(changed, expected_revision=current.revision)
+                return changed
+            return _fenced(store, current, clock, partial(_commit_rule, store, changed, group))
         except ConcurrentChange:
             _back_off(attempt)
-            continue
-        return changed
     raise ServiceBusy(f"segment {slug} is being changed concurrently; try again")
 
 
-def delete_segment(store: SegmentStore, slug: str, now: datetime, attempts: int = WRITE_ATTEMPTS) -> None:
+def delete_segment(store: SegmentStore, slug: str, clock: Clock, attempts: int = WRITE_ATTEMPTS) -> None:
     """O(1) in members: marks the generation deleted; members are removed in the background.
 
-    The same transaction frees the segment's range in its group and ends its rule in the rule log
-    (every deletion is logged, so per-user history knows where each generation ends).
+    A fenced change (`_fenced`): the same transaction frees the segment's range in its group and ends
+    its rule in the rule log (every deletion is logged, so per-user history knows where each
+    generation ends).
     """
     for attempt in range(attempts):
         current = get_segment(store, slug)
+        if current.fenced_at(clock(), FENCE_TIMEOUT):
+            _back_off(attempt)
+            continue
         group = None
         if current.exclusion_group is not None:
             group = store.find_group(current.exclusion_group).with_range(slug, None)
-        ended = RuleChange(slug, current.generation, current.seed, None, None, now, deleted=True)
+
         try:
-            store.delete_segment(current, deleted_at=now, rule=ended, group=group)
+            _fenced(store, current, clock, partial(_commit_deletion, store, group))
+            return
         except ConcurrentChange:
             _back_off(attempt)
-            continue
-        return
     raise ServiceBusy(f"segment {slug} is being changed concurrently; try again")
+
+
+def _fenced(
+    store: SegmentStore, current: Segment, clock: Clock, commit: Callable[[Segment, str, datetime], T]
+) -> T:
+    """Fence the segment, then take the change's time and commit it under the fence.
+
+    A user change that read the segment before the fence committed started before it, so before the
+    change's time; one that reads it after waits for the commit and then sees the change. The fence
+    is released if the commit loses a race (its group changed meanwhile).
+    """
+    token = str(uuid.uuid4())
+    fenced = store.fence_segment(current, token, clock())
+    time.sleep(FENCE_SETTLE_SECONDS)
+    try:
+        return commit(fenced, token, clock())
+    except ConcurrentChange:
+        store.release_fence(fenced, token)
+        raise
+
+
+def _commit_rule(
+    store: SegmentStore,
+    changed: Segment,
+    group: GroupAllocation | None,
+    fenced: Segment,
+    token: str,
+    now: datetime,
+) -> Segment:
+    committed = changed._replace(
+        updated_at=now, revision=fenced.revision + 1, rule_since=now, fenced_since=None
+    )
+    rule = _rule(committed, now)
+    store.save_segment(committed, expected_revision=fenced.revision, rule=rule, group=group, fence=token)
+    return committed
+
+
+def _commit_deletion(
+    store: SegmentStore, group: GroupAllocation | None, fenced: Segment, token: str, now: datetime
+) -> None:
+    ended = RuleChange(fenced.slug, fenced.generation, fenced.seed, None, None, now, deleted=True)
+    store.delete_segment(fenced, deleted_at=now, rule=ended, group=group, fence=token)
 
 
 def _resized(

@@ -5,7 +5,7 @@ ordered by field, but made without compiling code for each class, which a datacl
 (about 1 ms each, on every cold start).
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -35,17 +35,34 @@ class Source(StrEnum):
     AUTO = "auto"
 
 
+MEMBER_SHARDS = 32  # a new generation spreads its members over this many index partitions
+
+
 class Segment(NamedTuple):
     slug: str
     generation: int
     description: str
     created_at: datetime
     updated_at: datetime
-    revision: int = 1  # bumped by every change of the segment; writes are conditional on it
+    revision: int = 1  # bumped by every change of the segment; its own writers are conditional on it
     auto_percent: int | None = None  # bucket units, 1000 == 10 %
     exclusion_group: str | None = None
     bucket_start: int | None = None
     bucket_end: int | None = None
+    # When the generation's current rule (or, without one, the generation) took effect: a user change
+    # decided under it takes effect after it (docs/data-model.md, "Writes that race a rule change").
+    rule_since: datetime | None = None
+    # A rule change or deletion in progress since this moment: user changes wait until it is decided.
+    fenced_since: datetime | None = None
+    member_shards: int = MEMBER_SHARDS
+
+    def fenced_at(self, now: datetime, timeout: timedelta) -> bool:
+        """A fence younger than `timeout`: its writer may still commit (an older one died)."""
+        return self.fenced_since is not None and now - self.fenced_since < timeout
+
+    @property
+    def decided_since(self) -> datetime:
+        return self.rule_since or self.created_at
 
     @property
     def seed(self) -> str:
@@ -154,6 +171,7 @@ class DeletedGeneration(NamedTuple):
     generation: int
     deleted_at: datetime
     exclusion_group: str | None = None
+    member_shards: int = MEMBER_SHARDS
 
 
 class MembershipWrite(NamedTuple):
@@ -172,7 +190,8 @@ class MembershipGuard(NamedTuple):
 
 
 class UserUpdate(NamedTuple):
-    """One all-or-nothing write: every segment still at its revision, every item as read."""
+    """One all-or-nothing write of one user's items, each still as read. `segments` are the named
+    segments as read (their member index shards); nothing of theirs is written or checked."""
 
     segments: list[Segment]
     writes: list[MembershipWrite]

@@ -23,6 +23,10 @@ class Settings(NamedTuple):
     write_attempts: int = 6
     # API Gateway gives up after 30 s: a report not written by then is finished in the background.
     report_deadline_seconds: float = 20
+    # Month-index partitions a month's history rows are spread over (docs/data-model.md, sizing), and
+    # how many reports read: at least every count rows were written with (0: the same as written).
+    history_shards: int = 32
+    history_read_shards: int = 0
 
     def checked(self) -> "Settings":
         _check(len(self.table_name) >= 3, "table_name", "at least 3 characters")
@@ -31,6 +35,8 @@ class Settings(NamedTuple):
         _check(1 <= self.presigned_url_seconds <= 900, "presigned_url_seconds", "from 1 to 900")
         _check(1 <= self.write_attempts <= 20, "write_attempts", "from 1 to 20")
         _check(0 < self.report_deadline_seconds <= 25, "report_deadline_seconds", "above 0, at most 25")
+        _check(1 <= self.history_shards <= 1000, "history_shards", "from 1 to 1000")
+        _check(0 <= self.history_read_shards <= 1000, "history_read_shards", "from 0 to 1000")
         return self
 
 

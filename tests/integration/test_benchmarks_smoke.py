@@ -48,7 +48,8 @@ def test_smoke_run_writes_every_figure_with_exact_call_counts(tmp_path: Path) ->
         assert set(figure) == {"value", "unit", "floor", "ratio"}, name
         assert figure["value"] > 0, name
     assert results["read_path_calls"]["value"] == 1
-    # A warm update is one consistent Query of the user and one TransactWriteItems, whatever its size.
-    assert results["write_calls.1_slugs"]["value"] == 2
-    assert results["write_calls.3_slugs"]["value"] == 2
+    # A warm update reads its named segments (one consistent BatchGetItem) and the user (one consistent
+    # Query), then commits one TransactWriteItems, whatever its size.
+    assert results["write_calls.1_slugs"]["value"] == 3
+    assert results["write_calls.3_slugs"]["value"] == 3
     assert "read_path_ratio" in done.stdout

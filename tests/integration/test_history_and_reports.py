@@ -340,7 +340,7 @@ def test_deleting_a_5000_member_segment_writes_5000_segment_deleted_rows_once_ea
 
     from dal.entities import MembershipItem
     from dal.factory import get_store
-    from models.domain import MembershipRecord, MembershipState
+    from models.domain import MEMBER_SHARDS, MembershipRecord, MembershipState
     from shared.clock import utc_now
     from tests.integration.test_segment_deletion import run_cleanup
 
@@ -350,7 +350,7 @@ def test_deleting_a_5000_member_segment_writes_5000_segment_deleted_rows_once_ea
     with BatchWrite(MembershipItem) as batch:
         for user in range(1, 5001):
             record = MembershipRecord(user, "BIG", 1, MembershipState.MEMBER, 1, now)
-            batch.save(store._membership_item(record))
+            batch.save(store.membership_item(record, MEMBER_SHARDS))
     history.tap.new_records()  # the bulk import itself is not under test
     # When it is deleted, cleaned up in the background, and the stream delivered twice over
     assert api.delete_segment("BIG").status == 204

@@ -10,6 +10,7 @@ import boto3
 from dal.factory import get_history_store, get_store
 from logic.buckets import bucket_of
 from models.domain import Operation, Reason
+from shared.clock import utc_now
 from tests.conftest import TABLE
 from tests.integration.test_history_and_reports import History, rows_of
 from tests.support.api import Answer, Api
@@ -199,8 +200,10 @@ def test_every_range_change_and_every_deletion_is_in_the_rule_log(api: Api) -> N
     api.delete_segment("VOICE")
     created(api, "PLAIN")
     api.delete_segment("PLAIN")
+    store = get_store()
     changes = [
-        (c.slug, c.generation, c.bucket_start, c.bucket_end, c.deleted) for c in get_store().rule_changes()
+        (c.slug, c.generation, c.bucket_start, c.bucket_end, c.deleted)
+        for c in store.rule_changes_of(["VOICE", "PLAIN"])
     ]
     assert changes == [
         ("VOICE", 1, 0, 1000, False),
@@ -208,6 +211,8 @@ def test_every_range_change_and_every_deletion_is_in_the_rule_log(api: Api) -> N
         ("VOICE", 1, None, None, True),
         ("PLAIN", 1, None, None, True),
     ]
+    # and the month's index names both, for the reports of earlier months
+    assert store.slugs_with_rule_changes(utc_now().strftime("%Y-%m")) == {"VOICE", "PLAIN"}
 
 
 def test_a_silent_add_is_stored_history_that_no_report_shows_and_the_replay_honours(api: Api) -> None:

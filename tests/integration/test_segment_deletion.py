@@ -2,7 +2,7 @@
 
 import pytest
 
-from dal.factory import get_catalog, get_store
+from dal.factory import get_store
 from models.domain import MembershipRecord, MembershipState, MembershipWrite, UserUpdate
 from shared.clock import utc_now
 from tests.conftest import TABLE
@@ -13,7 +13,7 @@ from tests.support.streams import StreamTap, deliver, template_filter
 
 def _add_update(user: int, api: Api) -> UserUpdate:
     """A direct membership write, to build a big segment quickly."""
-    segment = get_catalog().segments(fresh=True)["BIG"]
+    segment = get_store().live_segments(["BIG"], consistent=True)["BIG"]
     record = MembershipRecord(user, "BIG", segment.generation, MembershipState.MEMBER, 1, utc_now())
     return UserUpdate([segment], [MembershipWrite(record, None)], [])
 
@@ -98,7 +98,7 @@ def test_large_segment_cleanup_continues_across_invocations(
     api.create_segment("BIG")
     store = get_store()
     for user in range(1, 121):
-        store.apply_user_update(_add_update(user, api))
+        store.apply_user_update(_add_update(user, api), token=f"add-{user}")
     monkeypatch.setattr(logic.cleanup, "PAGE_SIZE", 10)
     monkeypatch.setattr(
         "handlers.stream_cleanup_members.SAFETY_MARGIN_MS", 10**9
