@@ -30,14 +30,17 @@ class Sizes:
     delete_repeats: int
     bucket_users: int
     report_rows: tuple[int, int]
+    hot_keys: tuple[int, int]  # users loaded into one segment, users of the mixed workload
 
 
-FULL = Sizes(2000, (50, 10, 20), (1, 10, 50), 15, None, 10_000, 10, 9, 5_000, (100_000, 1_000_000))
-SMOKE = Sizes(3, (6, 2, 3), (1, 3), 1, ["GetUserSegmentsFunction"], 40, 10, 2, 50, (200, 2_000))
+FULL = Sizes(
+    2000, (50, 10, 20), (1, 10, 50), 15, None, 10_000, 10, 9, 5_000, (100_000, 1_000_000), (10_000, 1_000)
+)
+SMOKE = Sizes(3, (6, 2, 3), (1, 3), 1, ["GetUserSegmentsFunction"], 40, 10, 2, 50, (200, 2_000), (40, 30))
 
 
 def measure(sizes: Sizes) -> list[Figure]:
-    from benchmarks import buckets, cold_start, cost, deletes, read_path, reports, writes
+    from benchmarks import buckets, cold_start, cost, deletes, hot_keys, read_path, reports, writes
 
     figures: list[Figure] = []
     with moto_aws():
@@ -52,6 +55,8 @@ def measure(sizes: Sizes) -> list[Figure]:
                 durations["read_cpu_ms"], write_durations["write_ms.1"], read_path.USER, "BENCH_SEGMENT_00"
             )
         figures += read + written + deleted[0] + priced
+    with progress("hot keys"), moto_aws():
+        figures += hot_keys.measure(*sizes.hot_keys)[0]
     with progress("reports"):
         figures += reports.measure(*sizes.report_rows)
     with progress("buckets"):

@@ -17,24 +17,57 @@ os.environ.update(
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
 
+# Global secondary indexes lag the table on DynamoDB; every test runs with them lagging this long
+# (tests/support/lagging_index.py), so nothing the service decides can depend on an index being current.
+INDEX_LAG_SECONDS = float(os.environ.get("SEGMENTS_INDEX_LAG_SECONDS", "2"))
+
+
 @pytest.fixture
 def aws() -> Iterator[None]:
-    """moto's AWS with the service's table and bucket, and every per-container cache emptied."""
+    """moto's AWS with the service's table and bucket, every per-container cache emptied, and the
+    table's indexes lagging it by INDEX_LAG_SECONDS."""
     import boto3
     from moto import mock_aws
 
     from dal import entities, factory
     from local.atomic_moto import make_dynamodb_requests_atomic
     from shared import settings
+    from tests.support.lagging_index import LaggingIndexes
     from tests.support.table import create_table
+    from tests.support.token_idempotency import CommittedTokens
 
     make_dynamodb_requests_atomic()
     with mock_aws():
         create_table(boto3.client("dynamodb"), TABLE)
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         _forget_containers(entities, factory, settings)
+        client = service_client()
+        lagging = LaggingIndexes(TABLE, INDEX_LAG_SECONDS).install(client)
+        tokens = CommittedTokens().install(client)
+        INDEXES.append(lagging)
         yield
+        INDEXES.remove(lagging)
+        tokens.uninstall(client)
+        lagging.uninstall(client)
         _forget_containers(entities, factory, settings)
+
+
+INDEXES: list[object] = []
+
+
+def indexes_caught_up() -> None:
+    """Wait out the index lag (instantly): what a client sees once the indexes have caught up."""
+    for lagging in INDEXES:
+        lagging.catch_up()  # type: ignore[attr-defined]
+
+
+def service_client() -> object:
+    """The DynamoDB client every function's store uses."""
+    from dal.entities import shared_connection
+    from dal.factory import get_store
+
+    get_store()
+    return shared_connection().client
 
 
 def _forget_containers(entities: object, factory: object, settings: object) -> None:

@@ -57,7 +57,7 @@ DELETED = "deleted"
 BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
 _READER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="rules")
 LOST_ANSWER_RESENDS = 2  # a transaction whose answer was lost is sent again, same token, this often
-HISTORY_SHARDS = 32
+HISTORY_SHARDS = 64
 
 
 @busy_when_transient

@@ -26,6 +26,10 @@ FIGURES = {
     "report_rows_per_s.2000",
     "bucket_ns",
     "cold_start_ratio.GetUserSegmentsFunction",
+    "hottest_item_write_share.one_segment",
+    "hottest_item_write_share.mixed",
+    "hottest_partition_wcu_per_1k_updates.one_segment",
+    "hottest_partition_wcu_per_1k_updates.mixed",
 }
 
 
@@ -53,3 +57,5 @@ def test_smoke_run_writes_every_figure_with_exact_call_counts(tmp_path: Path) ->
     assert results["write_calls.1_slugs"]["value"] == 3
     assert results["write_calls.3_slugs"]["value"] == 3
     assert "read_path_ratio" in done.stdout
+    # No segment item takes a write of a user update: the hottest item is a user's own
+    assert results["hottest_item_write_share.one_segment"]["value"] <= 2 / 40

@@ -11,7 +11,7 @@ from dal.factory import get_history_store, get_store
 from logic.buckets import bucket_of
 from models.domain import Operation, Reason
 from shared.clock import utc_now
-from tests.conftest import TABLE
+from tests.conftest import TABLE, indexes_caught_up
 from tests.integration.test_history_and_reports import History, rows_of
 from tests.support.api import Answer, Api
 
@@ -211,7 +211,8 @@ def test_every_range_change_and_every_deletion_is_in_the_rule_log(api: Api) -> N
         ("VOICE", 1, None, None, True),
         ("PLAIN", 1, None, None, True),
     ]
-    # and the month's index names both, for the reports of earlier months
+    # and the month's index names both (once it has caught up), for the reports of earlier months
+    indexes_caught_up()
     assert store.slugs_with_rule_changes(utc_now().strftime("%Y-%m")) == {"VOICE", "PLAIN"}
 
 

@@ -88,7 +88,8 @@ def injecting(faults: Faults, clients: list[Any] | None = None) -> Iterator[Faul
         clients = [shared_connection().client]
     for client in clients:
         client.meta.events.register_first("before-call.dynamodb", faults.before_call, unique_id="faults-b")
-        client.meta.events.register_first("after-call.dynamodb", faults.after_call, unique_id="faults-a")
+        # After every other after-call hook (the ClientRequestToken bridge records the commit first).
+        client.meta.events.register_last("after-call.dynamodb", faults.after_call, unique_id="faults-a")
     try:
         yield faults
     finally:

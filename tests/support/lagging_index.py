@@ -1,0 +1,86 @@
+"""A test double for DynamoDB's global secondary indexes, which lag the table; moto's never do.
+
+Every Query of an index (gsi1, gsi2) that the service's client sends is answered from a shadow table
+holding the table as it was `lag` ago: the table's stream records are applied to the shadow once they
+are that old (by the double's clock, from when the double first saw them, so the lag is never
+shorter than asked). Base-table reads are untouched. `catch_up()` applies everything at once: what a
+client waiting out the lag would see.
+
+It uses botocore's public event hooks (`provide-client-params`) on the service's own client and
+moto's in-process stream, as tests/support/streams.py does.
+"""
+
+import json
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from tests.support.table import create_table
+
+SHADOW_SUFFIX = "-index-view"
+
+
+class LaggingIndexes:
+    def __init__(self, table_name: str, lag_seconds: float, clock: Callable[[], float] = time.time) -> None:
+        import boto3
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.dynamodb.models import dynamodb_backends
+
+        self.table_name = table_name
+        self.shadow_name = table_name + SHADOW_SUFFIX
+        self.lag = lag_seconds
+        self._clock = clock
+        self._writer = boto3.client("dynamodb")  # unhooked: the shadow's own writes are not queries
+        create_table(self._writer, self.shadow_name)
+        backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][os.environ["AWS_DEFAULT_REGION"]]
+        table = backend.get_table(table_name)
+        assert table.stream_shard is not None, "the table has no stream"
+        self._shard = table.stream_shard
+        self._next = 0
+        self._pending: list[tuple[float, dict[str, Any]]] = []  # (first seen, stream record)
+        self.queries = 0
+
+    def install(self, client: Any) -> "LaggingIndexes":
+        client.meta.events.register_first(
+            "provide-client-params.dynamodb.Query", self._redirect, unique_id="lagging-indexes"
+        )
+        return self
+
+    def uninstall(self, client: Any) -> None:
+        client.meta.events.unregister("provide-client-params.dynamodb.Query", unique_id="lagging-indexes")
+
+    def catch_up(self) -> None:
+        """The index as it is once the lag has passed for every write made so far."""
+        self._apply(until=float("inf"))
+
+    def _redirect(self, params: dict[str, Any], **_: Any) -> None:
+        if params.get("TableName") != self.table_name or "IndexName" not in params:
+            return
+        self.queries += 1
+        self._apply(until=self._clock() - self.lag)
+        params["TableName"] = self.shadow_name
+
+    def _apply(self, until: float) -> None:
+        now = self._clock()
+        fresh = self._shard.items[self._next :]
+        self._next += len(fresh)
+        self._pending.extend((now, json.loads(json.dumps(item.to_json(), default=_plain))) for item in fresh)
+        due = [record for seen, record in self._pending if seen <= until]
+        self._pending = [(seen, record) for seen, record in self._pending if seen > until]
+        for record in due:
+            change = record["dynamodb"]
+            if "NewImage" in change:
+                self._writer.put_item(TableName=self.shadow_name, Item=change["NewImage"])
+            else:
+                self._writer.delete_item(TableName=self.shadow_name, Key=change["Keys"])
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(type(value))
