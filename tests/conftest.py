@@ -2,6 +2,7 @@
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,7 @@ def aws() -> Iterator[None]:
     from dal import entities, factory
     from local.atomic_moto import make_dynamodb_requests_atomic
     from shared import settings
+    from tests.support.background import create_queues
     from tests.support.lagging_index import LaggingIndexes
     from tests.support.table import create_table
     from tests.support.token_idempotency import CommittedTokens
@@ -40,6 +42,7 @@ def aws() -> Iterator[None]:
     with mock_aws():
         create_table(boto3.client("dynamodb"), TABLE)
         boto3.client("s3").create_bucket(Bucket=BUCKET)
+        create_queues(boto3.client("sqs"), TABLE)
         _forget_containers(entities, factory, settings)
         client = service_client()
         lagging = LaggingIndexes(TABLE, INDEX_LAG_SECONDS).install(client)
@@ -61,7 +64,7 @@ def indexes_caught_up() -> None:
         lagging.catch_up()  # type: ignore[attr-defined]
 
 
-def service_client() -> object:
+def service_client() -> Any:
     """The DynamoDB client every function's store uses."""
     from dal.entities import shared_connection
     from dal.factory import get_store
@@ -73,3 +76,4 @@ def service_client() -> object:
 def _forget_containers(entities: object, factory: object, settings: object) -> None:
     """A new test sees a fresh catalog; clients are kept, as moto intercepts them in every test."""
     factory.get_catalog.cache_clear()  # type: ignore[attr-defined]
+    factory.get_job_queue.cache_clear()  # type: ignore[attr-defined]

@@ -149,10 +149,38 @@ class PercentageSegmentItem(Model):
     member_shards = NumberAttribute(null=True)
 
 
-class GenerationItem(Model):
-    """pk=SEGMENT#{slug}, sk=GEN#{generation}: a deleted generation and the progress of its clean-up.
+class JobsIndex(GlobalSecondaryIndex["GenerationItem"]):
+    class Meta:
+        index_name = "gsi1"
+        projection = AllProjection()
 
-    Its stream records (cleanup=pending) drive the background clean-up, page after page.
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
+
+
+CLEANUP_JOBS = "cleanup"
+REPORT_JOBS = "report"
+
+
+def jobs_gsi1pk(kind: str) -> str:
+    """gsi1: the jobs of a kind not done yet, by when the sweeper should look at them."""
+    return f"JOBS#{kind}"
+
+
+def job_gsi1sk(due_at: str, job: str) -> str:
+    return f"{due_at}#{job}"
+
+
+def jobs_due_before(at: str) -> str:
+    """The upper bound of the job sort keys due at or before `at` (a stored timestamp)."""
+    return f"{at}#~"
+
+
+class GenerationItem(Model):
+    """pk=SEGMENT#{slug}, sk=GEN#{generation}: a deleted generation and its clean-up job.
+
+    Its stream record (INSERT, cleanup=pending) enqueues the job; while the job is not done the item is
+    in the jobs index (gsi1 JOBS#cleanup / {due_at}#...), where the sweeper finds it when it is due.
     """
 
     class Meta(_TableMeta):
@@ -168,10 +196,15 @@ class GenerationItem(Model):
     deleted_at = UnicodeAttribute()
     exclusion_group = UnicodeAttribute(null=True)
     member_shards = NumberAttribute(null=True)
-    cleanup = UnicodeAttribute()  # pending | done
+    cleanup = UnicodeAttribute()  # pending | done | failed (its job waits in the dead-letter queue)
+    phase = UnicodeAttribute(null=True)  # walk | verify | done (logic.cleanup.Phase)
     next_shard = NumberAttribute(default=0)
     cursor = UnicodeAttribute(null=True)
     removed = NumberAttribute(default=0)
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
+
+    jobs = JobsIndex()
 
 
 class GroupItem(Model):
@@ -299,8 +332,8 @@ class HistoryItem(Model):
 
 
 class ReportRequestItem(Model):
-    """pk=REPORT#{object key}, sk=REQUEST: a report to finish in the background (its stream record
-    with status=pending starts the report worker)."""
+    """pk=REPORT#{object key}, sk=REQUEST: a report to finish in the background, a job (its stream
+    record with status=pending enqueues it; the jobs index holds it while pending)."""
 
     class Meta(_TableMeta):
         pass
@@ -314,9 +347,11 @@ class ReportRequestItem(Model):
     key = UnicodeAttribute()
     period = UnicodeAttribute()
     user_id = NumberAttribute(null=True)
-    status = UnicodeAttribute()  # pending | done
+    status = UnicodeAttribute()  # pending | done | failed (its job waits in the dead-letter queue)
     requested_at = UnicodeAttribute()
     ttl = NumberAttribute()
+    gsi1pk = UnicodeAttribute(null=True)  # in the jobs index (JOBS#report) while pending
+    gsi1sk = UnicodeAttribute(null=True)
 
 
 def report_request_pk(object_key: str) -> str:

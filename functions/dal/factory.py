@@ -9,8 +9,9 @@ from dal.repository import DynamoSegmentStore
 from logic.catalog import SegmentCatalog
 from shared.settings import get_settings
 
-if TYPE_CHECKING:  # imported lazily: only the report functions need S3
+if TYPE_CHECKING:  # imported lazily: only the report functions need S3, only some need SQS
     from dal.history_store import DynamoHistoryStore
+    from dal.jobs import DynamoJobIndex, SqsJobQueue
     from dal.report_storage import DynamoBackgroundReports, S3ReportStorage
 
 
@@ -58,3 +59,31 @@ def get_background_reports() -> "DynamoBackgroundReports":
 
     get_store()
     return DynamoBackgroundReports()
+
+
+@lru_cache(maxsize=4)
+def get_job_queue(kind: str) -> "SqsJobQueue":
+    """The queue of a kind of job (cleanup, report): its URL is a setting of the functions that send."""
+    from dal.jobs import SqsJobQueue
+
+    settings = get_settings()
+    url = {"cleanup": settings.cleanup_queue_url, "report": settings.report_queue_url}[kind]
+    if not url:
+        raise RuntimeError(f"{kind.upper()}_QUEUE_URL is not set")
+    get_store()  # binds the connection whose botocore session the SQS client shares
+    return SqsJobQueue(url, _sqs())
+
+
+@lru_cache(maxsize=1)
+def _sqs() -> object:
+    from dal.jobs import sqs_client
+
+    return sqs_client()
+
+
+@lru_cache(maxsize=1)
+def get_job_index() -> "DynamoJobIndex":
+    from dal.jobs import DynamoJobIndex
+
+    get_store()
+    return DynamoJobIndex()

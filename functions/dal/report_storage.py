@@ -12,7 +12,15 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import PutError
 
-from dal.entities import ReportRequestItem, report_request_pk, shared_connection
+from dal.entities import (
+    REPORT_JOBS,
+    ReportRequestItem,
+    job_gsi1sk,
+    jobs_gsi1pk,
+    report_request_pk,
+    shared_connection,
+)
+from dal.repository import JOB_STALE_AFTER
 from dal.transient import busy_when_transient
 from logic.reports import StoredReport
 from shared.clock import to_stored, utc_now
@@ -129,7 +137,8 @@ def _tags(report: StoredReport) -> dict[str, str]:
 
 @busy_when_transient
 class DynamoBackgroundReports:
-    """A request item whose stream record starts the report worker; one per report at a time."""
+    """Report jobs: a request item whose stream record enqueues the job; it stays in the jobs index
+    (JOBS#report) while pending, so the sweeper sends it again if it is lost."""
 
     def request(self, key: str, period: str, user_id: int | None, now: datetime) -> bool:
         item = ReportRequestItem(
@@ -142,6 +151,7 @@ class DynamoBackgroundReports:
             requested_at=to_stored(now),
             ttl=math.ceil((now + REQUEST_LIFETIME).timestamp()),
         )
+        item.gsi1pk, item.gsi1sk = _job_key(key, now + JOB_STALE_AFTER)
         still_pending = (ReportRequestItem.status == "pending") & (
             ReportRequestItem.ttl > int(now.timestamp())
         )
@@ -153,7 +163,37 @@ class DynamoBackgroundReports:
             raise
         return True
 
+    def pending(self, key: str) -> tuple[str, int | None] | None:
+        """The period and user of a report still to write, read consistently; None if done or unknown."""
+        try:
+            item = ReportRequestItem.get(report_request_pk(key), ReportRequestItem.SK, consistent_read=True)
+        except ReportRequestItem.DoesNotExist:
+            return None
+        if item.status == "done":
+            return None
+        return item.period, None if item.user_id is None else int(item.user_id)
+
+    def claim(self, key: str, now: datetime) -> None:
+        """Being written: the sweeper leaves it alone until it is stale."""
+        gsi1pk, gsi1sk = _job_key(key, now + JOB_STALE_AFTER)
+        self._update(key, [ReportRequestItem.gsi1pk.set(gsi1pk), ReportRequestItem.gsi1sk.set(gsi1sk)])
+
     def finish(self, key: str) -> None:
+        self._update(key, [ReportRequestItem.status.set("done"), *_out_of_jobs()])
+
+    def fail(self, key: str) -> None:
+        """Its message goes to the dead-letter queue: out of the sweeper's sight until redriven."""
+        self._update(key, [ReportRequestItem.status.set("failed"), *_out_of_jobs()])
+
+    def _update(self, key: str, actions: list[Any]) -> None:
         ReportRequestItem(report_request_pk(key), ReportRequestItem.SK).update(
-            actions=[ReportRequestItem.status.set("done")]
+            actions=actions, condition=ReportRequestItem.pk.exists()
         )
+
+
+def _job_key(key: str, due_at: datetime) -> tuple[str, str]:
+    return jobs_gsi1pk(REPORT_JOBS), job_gsi1sk(to_stored(due_at), key)
+
+
+def _out_of_jobs() -> list[Any]:
+    return [ReportRequestItem.gsi1pk.remove(), ReportRequestItem.gsi1sk.remove()]

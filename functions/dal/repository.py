@@ -14,6 +14,7 @@ from pynamodb.transactions import TransactWrite
 
 from dal.entities import (
     CATALOG,
+    CLEANUP_JOBS,
     RULE_SK_PREFIX,
     RULESET,
     GenerationItem,
@@ -25,6 +26,8 @@ from dal.entities import (
     generation_sk,
     group_pk,
     history_shard,
+    job_gsi1sk,
+    jobs_gsi1pk,
     member_shard,
     members_gsi1pk,
     membership_sk,
@@ -39,6 +42,8 @@ from dal.entities import (
 from dal.transient import BUSY_CODES, busy_when_transient, is_transient
 from models.domain import (
     Change,
+    CleanupJob,
+    CleanupPhase,
     DeletedGeneration,
     GroupAllocation,
     MembershipRecord,
@@ -58,6 +63,9 @@ BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
 _READER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="rules")
 LOST_ANSWER_RESENDS = 2  # a transaction whose answer was lost is sent again, same token, this often
 HISTORY_SHARDS = 64
+# A job claimed by a worker and not saved since is lost (the workers' timeouts are shorter): the
+# sweeper sends it again (docs/background-jobs.md).
+JOB_STALE_AFTER = timedelta(minutes=20)
 
 
 @busy_when_transient
@@ -233,6 +241,10 @@ class DynamoSegmentStore:
             exclusion_group=segment.exclusion_group,
             member_shards=segment.member_shards,
             cleanup="pending",
+            phase=CleanupPhase.WALK.value,
+        )
+        generation.gsi1pk, generation.gsi1sk = _cleanup_job_key(
+            _deleted_generation(generation), deleted_at + JOB_STALE_AFTER
         )
         tombstone = _segment_item(segment)
         tombstone.status = DELETED
@@ -310,7 +322,7 @@ class DynamoSegmentStore:
 
     def deleted_generation(self, slug: str, generation: int) -> DeletedGeneration | None:
         try:
-            item = GenerationItem.get(segment_pk(slug), generation_sk(generation))
+            item = GenerationItem.get(segment_pk(slug), generation_sk(generation), consistent_read=True)
         except GenerationItem.DoesNotExist:
             return None
         return _deleted_generation(item)
@@ -347,18 +359,42 @@ class DynamoSegmentStore:
                 _raise_if_busy(error)
                 raise
 
-    def save_cleanup_progress(
-        self, generation: DeletedGeneration, next_shard: int, cursor: str | None, removed: int, done: bool
-    ) -> None:
-        item = GenerationItem(segment_pk(generation.slug), generation_sk(generation.generation))
-        actions: list[Action] = [
-            GenerationItem.next_shard.set(next_shard),
-            GenerationItem.removed.set(removed),
-            GenerationItem.cleanup.set("done" if done else "pending"),
-            GenerationItem.cursor.set(cursor) if cursor else GenerationItem.cursor.remove(),
-        ]
+    def cleanup_job(self, slug: str, generation: int) -> CleanupJob | None:
+        """A deleted generation's clean-up, read consistently."""
         try:
-            item.update(actions=actions)
+            item = GenerationItem.get(segment_pk(slug), generation_sk(generation), consistent_read=True)
+        except GenerationItem.DoesNotExist:
+            return None
+        return _cleanup_job(item)
+
+    def save_cleanup(self, job: CleanupJob, due_at: datetime | None) -> None:
+        """Where the clean-up stands; until done it stays in the jobs index, due at `due_at`."""
+        done = job.phase is CleanupPhase.DONE
+        self._update_job(
+            GenerationItem(segment_pk(job.generation.slug), generation_sk(job.generation.generation)),
+            [
+                GenerationItem.phase.set(job.phase.value),
+                GenerationItem.next_shard.set(job.shard),
+                GenerationItem.removed.set(job.removed),
+                GenerationItem.cleanup.set("done" if done else "pending"),
+                GenerationItem.cursor.set(job.cursor) if job.cursor else GenerationItem.cursor.remove(),
+            ],
+            None if done or due_at is None else _cleanup_job_key(job.generation, due_at),
+        )
+
+    def fail_cleanup(self, job: CleanupJob) -> None:
+        """Its message goes to the dead-letter queue: out of the sweeper's sight until redriven."""
+        item = GenerationItem(segment_pk(job.generation.slug), generation_sk(job.generation.generation))
+        self._update_job(item, [GenerationItem.cleanup.set("failed")], None)
+
+    def _update_job(self, item: Any, actions: list[Action], job_key: tuple[str, str] | None) -> None:
+        model = type(item)
+        if job_key is None:
+            actions += [model.gsi1pk.remove(), model.gsi1sk.remove()]
+        else:
+            actions += [model.gsi1pk.set(job_key[0]), model.gsi1sk.set(job_key[1])]
+        try:
+            item.update(actions=actions, condition=model.pk.exists())
         except UpdateError as error:
             _raise_if_busy(error)
             raise
@@ -676,7 +712,21 @@ def record_from_image(image: dict[str, Any]) -> MembershipRecord:
     return membership_record(MembershipItem.from_raw_data(image))
 
 
-def cleanup_from_image(image: dict[str, Any]) -> tuple[DeletedGeneration, int, str | None, int]:
-    """A deleted generation and where its clean-up stands, from a stream image."""
-    item = GenerationItem.from_raw_data(image)
-    return _deleted_generation(item), int(item.next_shard or 0), item.cursor, int(item.removed or 0)
+def cleanup_job_of(image: dict[str, Any]) -> CleanupJob:
+    """A deleted generation's clean-up, from a stream image of its item."""
+    return _cleanup_job(GenerationItem.from_raw_data(image))
+
+
+def _cleanup_job(item: GenerationItem) -> CleanupJob:
+    return CleanupJob(
+        _deleted_generation(item),
+        CleanupPhase(item.phase or CleanupPhase.WALK.value) if item.cleanup != "done" else CleanupPhase.DONE,
+        int(item.next_shard or 0),
+        item.cursor,
+        int(item.removed or 0),
+    )
+
+
+def _cleanup_job_key(generation: DeletedGeneration, due_at: datetime) -> tuple[str, str]:
+    job = f"{generation.slug}#{generation.generation:010d}"
+    return jobs_gsi1pk(CLEANUP_JOBS), job_gsi1sk(to_stored(due_at), job)

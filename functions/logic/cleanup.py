@@ -1,12 +1,22 @@
-"""Background clean-up of a deleted segment generation: its members lose it, page by page."""
+"""Background clean-up of a deleted segment generation: its members lose it, with their history.
+
+A clean-up is a job (docs/background-jobs.md). It walks every shard of the generation's members
+index, page by page, and tombstones each member (its `segment_deleted` row follows from the stream).
+An index lags the table, and a user change that read the segment before its deletion may commit
+just after it: a member can appear in the index after the walk passed its shard. So the job walks
+twice: once at once, and once more when every such writer has finished and the index has caught
+up (`SETTLE` after the deletion). Only then is it done.
+"""
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
-from typing import NamedTuple, Protocol
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from models.domain import (
     Change,
+    CleanupJob,
+    CleanupPhase,
     DeletedGeneration,
     MembershipRecord,
     MembershipState,
@@ -16,6 +26,14 @@ from models.domain import (
 
 PAGE_SIZE = 1000  # DynamoDB pages stop at 1 MB anyway; fewer, larger pages mean fewer index reads
 PARALLEL_WRITES = 8
+# A user change of the generation commits within its function's timeout (10 s) of reading it, an
+# import re-reads the segment at least every 30 s, and the index catches up within a second or two
+# (docs/background-jobs.md): the second walk starts this long after the deletion.
+SETTLE = timedelta(minutes=2)
+
+
+def verify_from(job: CleanupJob) -> datetime:
+    return job.generation.deleted_at + SETTLE
 
 
 class CleanupStore(Protocol):
@@ -26,16 +44,6 @@ class CleanupStore(Protocol):
     def end_membership(self, record: MembershipRecord, ended: MembershipRecord) -> bool: ...
 
     def drop_opt_out(self, record: MembershipRecord) -> None: ...
-
-    def save_cleanup_progress(
-        self, generation: DeletedGeneration, next_shard: int, cursor: str | None, removed: int, done: bool
-    ) -> None: ...
-
-
-class Progress(NamedTuple):
-    shard: int = 0
-    cursor: str | None = None
-    removed: int = 0
 
 
 def ended_by_deletion(record: MembershipRecord, generation: DeletedGeneration) -> MembershipRecord:
@@ -51,32 +59,40 @@ def ended_by_deletion(record: MembershipRecord, generation: DeletedGeneration) -
     return record._replace(state=MembershipState.REMOVED, revision=record.revision + 1, change=change)
 
 
-def clean_up_generation(
-    store: CleanupStore,
-    generation: DeletedGeneration,
-    progress: Progress,
-    shards: int,
-    time_left: Callable[[], bool],
-) -> Progress:
-    """Walk every shard of the members index; save progress and stop when time runs short.
+def clean_up(
+    store: CleanupStore, job: CleanupJob, now: datetime, time_left: Callable[[], bool]
+) -> CleanupJob:
+    """Walk on from where the job stands until it is done, must wait for its second walk, or time runs
+    short; the caller saves what it returns (and, unless done or waiting, goes on with it).
 
-    Saving progress re-triggers this function through the stream, so any size finishes.
     Every write is conditional on the record read, so a re-delivered or overlapping run is harmless.
     """
-    shard, cursor, removed = progress.shard, progress.cursor, progress.removed
     with ThreadPoolExecutor(max_workers=PARALLEL_WRITES) as pool:
-        while shard < shards:
-            records, cursor = store.members_page(
-                generation.slug, generation.generation, shard, cursor, PAGE_SIZE
-            )
-            removed += sum(pool.map(lambda record: _end(store, record, generation), records))
-            if cursor is None:
-                shard += 1
-            if shard < shards and not time_left():
-                store.save_cleanup_progress(generation, shard, cursor, removed, done=False)
-                return Progress(shard, cursor, removed)
-    store.save_cleanup_progress(generation, shard, None, removed, done=True)
-    return Progress(shard, None, removed)
+        while job.phase is not CleanupPhase.DONE and not is_waiting(job, now):
+            job = _next_page(store, job, pool)  # at least one page a run: every run makes progress
+            if not time_left():
+                return job
+    return job
+
+
+def is_waiting(job: CleanupJob, now: datetime) -> bool:
+    return (
+        job.phase is CleanupPhase.VERIFY and job.shard == 0 and job.cursor is None and now < verify_from(job)
+    )
+
+
+def _next_page(store: CleanupStore, job: CleanupJob, pool: ThreadPoolExecutor) -> CleanupJob:
+    generation = job.generation
+    records, cursor = store.members_page(
+        generation.slug, generation.generation, job.shard, job.cursor, PAGE_SIZE
+    )
+    removed = job.removed + sum(pool.map(lambda record: _end(store, record, generation), records))
+    if cursor is not None:
+        return job._replace(cursor=cursor, removed=removed)
+    if job.shard + 1 < generation.member_shards:
+        return job._replace(shard=job.shard + 1, cursor=None, removed=removed)
+    following = CleanupPhase.VERIFY if job.phase is CleanupPhase.WALK else CleanupPhase.DONE
+    return CleanupJob(generation, following, 0, None, removed)
 
 
 def _end(store: CleanupStore, record: MembershipRecord, generation: DeletedGeneration) -> int:

@@ -14,6 +14,7 @@ from logic.reports import (
     RuleLog,
     history_report,
     parse_period,
+    report_key,
     report_rows,
 )
 from models.domain import HistoryRow, MembershipRecord
@@ -37,6 +38,18 @@ def write_report(
         return report_rows(source, memberships, period, user_id, now, memberships.user_records)
 
     return history_report(storage, background, rows, period, user_id, now, should_stop)
+
+
+def request_report(
+    storage: ReportStorage, background: BackgroundReports, period: Period, user_id: int | None, now: datetime
+) -> str:
+    """Ask for a report to be written in the background: "written" if it is final already, else
+    "requested" (or "pending" if it was asked for and is not written yet)."""
+    key = report_key(period, user_id)
+    stored = storage.describe(key)
+    if stored is not None and stored.complete:
+        return "written"
+    return "requested" if background.request(key, period.month, user_id, now) else "pending"
 
 
 def previous_month(moment: datetime) -> str:

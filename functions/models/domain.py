@@ -174,6 +174,22 @@ class DeletedGeneration(NamedTuple):
     member_shards: int = MEMBER_SHARDS
 
 
+class CleanupPhase(StrEnum):
+    WALK = "walk"  # the first walk of the members index, at once
+    VERIFY = "verify"  # the second walk, once writers that raced the deletion are done (logic.cleanup)
+    DONE = "done"
+
+
+class CleanupJob(NamedTuple):
+    """Where a deleted generation's clean-up stands: its phase, the shard and page it is at."""
+
+    generation: DeletedGeneration
+    phase: CleanupPhase = CleanupPhase.WALK
+    shard: int = 0
+    cursor: str | None = None
+    removed: int = 0
+
+
 class MembershipWrite(NamedTuple):
     """Replace the (user, slug) item with `record`, only if it is still at `expected_revision`."""
 

@@ -27,6 +27,11 @@ class Settings(NamedTuple):
     # how many reports read: at least every count rows were written with (0: the same as written).
     history_shards: int = 64
     history_read_shards: int = 0
+    # The job queues (docs/background-jobs.md): set on the functions that send to them.
+    cleanup_queue_url: str | None = None
+    report_queue_url: str | None = None
+    # SQS moves a job to its dead-letter queue after this many receives (template: maxReceiveCount).
+    job_max_receives: int = 5
 
     def checked(self) -> "Settings":
         _check(len(self.table_name) >= 3, "table_name", "at least 3 characters")
@@ -37,6 +42,7 @@ class Settings(NamedTuple):
         _check(0 < self.report_deadline_seconds <= 25, "report_deadline_seconds", "above 0, at most 25")
         _check(1 <= self.history_shards <= 1000, "history_shards", "from 1 to 1000")
         _check(0 <= self.history_read_shards <= 1000, "history_read_shards", "from 0 to 1000")
+        _check(1 <= self.job_max_receives <= 1000, "job_max_receives", "from 1 to 1000")
         return self
 
 

@@ -177,7 +177,7 @@ def test_an_answer_lost_after_the_commit_leaves_all_of_the_request_or_none(catal
 
 def deliver_like_lambda(records: list[dict[str, Any]], batch_size: int = 100, attempts: int = 200) -> int:
     """A raised error retries the whole batch; reported failures retry from the first failed record."""
-    handler = importlib.import_module("handlers.stream_history").lambda_handler
+    handler = importlib.import_module("handlers.stream_table").lambda_handler
     invocations = 0
     for start in range(0, len(records), batch_size):
         batch = records[start : start + batch_size]
@@ -222,7 +222,7 @@ def stream_workload(api: Api, seed: int) -> list[dict[str, Any]]:
     api.delete_segment("S5")
     api.create_segment("S5")
     api.change_user(1, add=["S5"])
-    accept = template_filter("HistoryStreamFunction")
+    accept = template_filter("StreamFunction")
     return [record for record in StreamTap(TABLE).new_records() if accept(record)]
 
 
@@ -247,7 +247,7 @@ class Killed(BaseException):
 def test_stream_processor_killed_between_records_then_restarted_gives_the_same_history(
     catalog: Api, monkeypatch: pytest.MonkeyPatch, kill_after: int
 ) -> None:
-    from handlers import stream_history
+    from handlers import stream_table as stream_history
 
     records = stream_workload(catalog, seed=10)[:30]
     deliver_like_lambda(records)

@@ -49,8 +49,13 @@ PERIOD = "2025-03"
 BUCKETS = 10_000
 HANDLERS = [
     "api_create_segment", "api_update_segment", "api_delete_segment", "api_update_user_segments",
-    "api_get_user_segments", "api_history_report", "stream_history", "stream_cleanup_members",
+    "api_get_user_segments", "api_history_report", "stream_table", "queue_cleanup", "queue_reports",
+    "scheduled_sweeper",
 ]  # fmt: skip
+# Indexes lag the table by this much of the model's clock; before a report, the model lets this much
+# time pass: past the clean-up's wait for its second walk (logic.cleanup.SETTLE) and the index lag.
+INDEX_LAG = timedelta(seconds=2)
+BACKGROUND_CATCHES_UP = timedelta(minutes=3)
 STEPS = {"count": 0}
 CHECKPOINT_AFTER = timedelta(seconds=0.25)  # steps act on whole or half seconds: never on a checkpoint
 
@@ -184,29 +189,43 @@ class Machine(RuleBasedStateMachine):
 
         from dal import factory
         from local.atomic_moto import make_dynamodb_requests_atomic
+        from tests.conftest import INDEXES, service_client
         from tests.integration.test_history_and_reports import History
         from tests.support.api import Api
-        from tests.support.streams import StreamTap
+        from tests.support.background import Background, create_queues
+        from tests.support.lagging_index import LaggingIndexes
         from tests.support.table import create_table
+        from tests.support.token_idempotency import CommittedTokens
 
         make_dynamodb_requests_atomic()
         self.mock = mock_aws()
         self.mock.start()
         create_table(boto3.client("dynamodb"), TABLE)
         boto3.client("s3").create_bucket(Bucket=BUCKET)
+        create_queues(boto3.client("sqs"), TABLE)
         factory.get_catalog.cache_clear()
+        factory.get_job_queue.cache_clear()
         self.clock = FakeClock()
         self.clock.install()
+        client = service_client()
+        self.indexes = LaggingIndexes(TABLE, INDEX_LAG.total_seconds(), lambda: self.clock.now.timestamp())
+        self.indexes.install(client)
+        INDEXES.append(self.indexes)
+        self.tokens = CommittedTokens().install(client)
         self.api = Api()
-        self.history = History()
-        self.cleanup_tap = StreamTap(TABLE)
+        self.background = Background(TABLE)
+        self.history = History(self.background)
         self.model = Model()
         # (moment, memberships then): a moment between two steps, when nothing but expiries changes
         self.checkpoints: list[tuple[datetime, Model]] = []
 
     def teardown(self) -> None:
         from dal import factory
+        from tests.conftest import INDEXES, service_client
 
+        INDEXES.remove(self.indexes)
+        self.indexes.uninstall(service_client())
+        self.tokens.uninstall(service_client())
         self.clock.uninstall()
         factory.get_catalog.cache_clear()
         self.mock.stop()
@@ -283,8 +302,6 @@ class Machine(RuleBasedStateMachine):
 
     @rule(slug=named, cleanup=st.booleans())
     def delete(self, slug: str, cleanup: bool) -> None:
-        from tests.integration.test_segment_deletion import run_cleanup
-
         self.step()
         answer = self.api.delete_segment(slug)
         if slug not in self.model.segments:
@@ -297,7 +314,7 @@ class Machine(RuleBasedStateMachine):
         del self.model.segments[slug]
         self.model.explicit = {key: v for key, v in self.model.explicit.items() if key[1] != slug}
         if cleanup:
-            run_cleanup(self.cleanup_tap)
+            self.background.settle()  # the job's first walk, at once: the index may not show everyone yet
 
     @rule(
         user=USERS,
@@ -348,10 +365,9 @@ class Machine(RuleBasedStateMachine):
     @rule(user=USERS)
     def report(self, user: int) -> None:
         from tests.integration.test_history_and_reports import rows_of
-        from tests.integration.test_segment_deletion import run_cleanup
 
         self.step()
-        run_cleanup(self.cleanup_tap)
+        self.background_catches_up(cleanup=True)
         _, text = self.history.report(period=PERIOD, user_id=user)
         replay: set[str] = set()
         for user_id, slug, operation, _ in rows_of(text):
@@ -367,11 +383,8 @@ class Machine(RuleBasedStateMachine):
     @rule(cleanup=st.booleans())
     def report_everyone(self, cleanup: bool) -> None:
         """The all-users report is each user's report less its derived rows, in the same order."""
-        from tests.integration.test_segment_deletion import run_cleanup
-
         self.step()
-        if cleanup:
-            run_cleanup(self.cleanup_tap)
+        self.background_catches_up(cleanup)
         answer, text = self.history.report(period=PERIOD)
         everyone = csv_rows(text)
         assert answer["user_id"] is None and answer["rows"] == len(everyone), answer
@@ -382,6 +395,15 @@ class Machine(RuleBasedStateMachine):
                 everyone,
                 text,
             )
+
+    def background_catches_up(self, cleanup: bool) -> None:
+        """Time passes: the indexes catch up and, with `cleanup`, every job finishes (the clean-ups'
+        second walks are due), as they would a few minutes later."""
+        self.clock.now += BACKGROUND_CATCHES_UP
+        self.background.settle()
+        if cleanup:
+            self.background.sweep()
+            self.background.settle()
 
     def tells_every_change(self, user: int, text: str) -> None:
         """Every line of a user's report is a change (an add while out, a remove while in), and the

@@ -31,11 +31,10 @@ import pytest
 from psycopg import errors
 from psycopg.rows import dict_row
 
-from tests.conftest import BUCKET, TABLE
-from tests.integration.test_segment_deletion import run_cleanup
+from tests.conftest import BUCKET, TABLE, indexes_caught_up
 from tests.support.api import Api, call
+from tests.support.background import Background
 from tests.support.sql_queries import D30, D50, VAS, VOICE, fresh_database, load_queries
-from tests.support.streams import StreamTap, deliver, template_filter
 
 pytestmark = [pytest.mark.sql, pytest.mark.xdist_group("sql")]
 
@@ -121,9 +120,7 @@ class Service:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.api = Api()
-        self.history_tap = StreamTap(TABLE)
-        self.cleanup_tap = StreamTap(TABLE)
-        self.to_history = template_filter("HistoryStreamFunction")
+        self.background = Background(TABLE)
 
     def create(self, slug: str) -> int:
         return self.api.create_segment(slug).status
@@ -132,7 +129,7 @@ class Service:
         return self.api.delete_segment(slug).status
 
     def clean_up(self) -> None:
-        run_cleanup(self.cleanup_tap)
+        self.background.finish()
 
     def change(self, user_id: int, add: Sequence[AddItem], remove: Sequence[str]) -> Outcome:
         items: list[Any] = [self._add_item(item) for item in add]
@@ -174,9 +171,8 @@ class Service:
 
     def report(self, user_id: int | None) -> list[ReportRow]:
         """The history of the months so far, after the history function has seen the whole stream."""
-        records = [record for record in self.history_tap.new_records() if self.to_history(record)]
-        for response in deliver("stream_history", records, batch_size=100):
-            assert response == {"batchItemFailures": []}
+        self.background.stream()
+        indexes_caught_up()
         rows: list[ReportRow] = []
         for period in self.clock.months():
             query = {"period": period, **({"user_id": str(user_id)} if user_id is not None else {})}

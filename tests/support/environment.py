@@ -2,6 +2,13 @@
 settings template.yaml gives a deployed function. Tests and benchmarks differ only in their names
 for the table and bucket, the catalog cache and a few extras."""
 
+MOTO_QUEUES = "https://sqs.us-east-1.amazonaws.com/123456789012/"
+
+
+def queue_url(table: str, kind: str) -> str:
+    """The job queue of a kind (cleanup, report) that moto_environment names for a table."""
+    return f"{MOTO_QUEUES}{table}-{kind}"
+
 
 def moto_environment(table: str, bucket: str, catalog_cache_seconds: int) -> dict[str, str]:
     return {
@@ -14,6 +21,8 @@ def moto_environment(table: str, bucket: str, catalog_cache_seconds: int) -> dic
         "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
         "TABLE_NAME": table,
         "REPORTS_BUCKET": bucket,
+        "CLEANUP_QUEUE_URL": queue_url(table, "cleanup"),
+        "REPORT_QUEUE_URL": queue_url(table, "report"),
         "CATALOG_CACHE_SECONDS": str(catalog_cache_seconds),
         "POWERTOOLS_SERVICE_NAME": "segments",
         "POWERTOOLS_METRICS_NAMESPACE": "Segments",

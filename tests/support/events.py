@@ -43,3 +43,9 @@ def api_event(
     if headers is not None:
         event["headers"].update(headers)
     return event
+
+
+def history_records() -> list[dict[str, Any]]:
+    """The membership records of events/stream_table.json: the SPEC's example add and remove."""
+    records = load_event("stream_table")["Records"]
+    return [record for record in records if record["dynamodb"]["Keys"]["pk"]["S"].startswith("USER#")]

@@ -30,7 +30,7 @@ def fresh_python(script: str) -> str:
     return done.stdout
 
 
-@pytest.mark.parametrize("handler", ["api_get_user_segments", "api_update_user_segments", "stream_history"])
+@pytest.mark.parametrize("handler", ["api_get_user_segments", "api_update_user_segments", "stream_table"])
 def test_a_function_loads_none_of_the_resolvers_and_events_it_does_not_use(handler: str) -> None:
     loaded = json.loads(
         fresh_python(f"import sys, json, handlers.{handler}; print(json.dumps(list(sys.modules)))")

@@ -1,4 +1,7 @@
-"""DynamoDB stream → one history row per membership change (idempotent under re-delivery)."""
+"""The table's stream → history rows, written here, and jobs, sent to their queues: the stream's only
+reader (docs/background-jobs.md). Everything it does is idempotent under re-delivery: rows have their
+content as key, and a job's message only names a job whose state lives in the table.
+"""
 
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -10,9 +13,10 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from dal.factory import get_history_store, get_store
+from dal.factory import get_history_store, get_job_queue, get_store
 from dal.history_store import image_record
 from logic.history import ItemChange, history_rows
+from logic.jobs import Jobs, job_of
 from models.domain import HistoryRow
 from shared.observability import logger, metrics, tracer
 
@@ -26,8 +30,7 @@ def deletion_time(slug: str, generation: int) -> datetime | None:
     return None if deleted is None else deleted.deleted_at
 
 
-def rows_of(record: DynamoDBRecord) -> list[HistoryRow]:
-    raw = record.raw_event
+def rows_of(raw: dict[str, Any]) -> list[HistoryRow]:
     stream = raw["dynamodb"]
     identity = raw.get("userIdentity") or {}
     change = ItemChange(
@@ -43,11 +46,31 @@ def rows_of(record: DynamoDBRecord) -> list[HistoryRow]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    """Rows of every good record are written together (BatchWriteItem, 25 a call); a record that cannot
-    be read fails alone and is retried by Lambda, then sent to the on-failure destination."""
+    """Rows of every good record are written together (BatchWriteItem, 25 a call) and jobs sent ten to
+    a request; a record that cannot be read fails alone and is retried by Lambda, then its pointer goes
+    to the on-failure destination. A failed write or send fails the batch: all of it is retried."""
     rows: list[HistoryRow] = []
-    with processor(event["Records"], lambda record: rows.extend(rows_of(record)), context):
+    jobs = Jobs()
+
+    def read(record: DynamoDBRecord) -> None:
+        raw = record.raw_event
+        entity = _entity(raw)
+        if entity == "MEMBERSHIP":
+            rows.extend(rows_of(raw))
+        else:
+            jobs.add(job_of(entity, raw.get("eventName", ""), raw["dynamodb"]))
+
+    with processor(event["Records"], read, context):
         processor.process()
     written = get_history_store().put_rows(rows)
+    for kind, found in jobs.by_kind().items():
+        get_job_queue(kind).send(found)
     metrics.add_metric(name="HistoryRowsWritten", unit=MetricUnit.Count, value=written)
+    metrics.add_metric(name="JobsEnqueued", unit=MetricUnit.Count, value=jobs.count())
     return processor.response()
+
+
+def _entity(raw: dict[str, Any]) -> str:
+    change = raw["dynamodb"]
+    image = change.get("NewImage") or change.get("OldImage") or {}
+    return str(image.get("entity", {}).get("S", ""))

@@ -1,0 +1,59 @@
+"""Which jobs a change of the table starts (docs/background-jobs.md), named by the message that runs
+them: a message names its job, the job's own item holds where it stands."""
+
+from collections import defaultdict
+from typing import Any
+
+CLEANUP = "cleanup"
+REPORT = "report"
+
+
+def job_of(entity: str, event_name: str, change: dict[str, Any]) -> dict[str, Any] | None:
+    """A new deleted generation starts its clean-up; a report request that became pending starts the
+    report's job. Nothing else does (later saves of the same items only record progress)."""
+    new, old = change.get("NewImage") or {}, change.get("OldImage") or {}
+    if entity == "GENERATION" and event_name == "INSERT":
+        return cleanup_job(new["slug"]["S"], int(new["generation"]["N"]))
+    if entity == "REPORT_REQUEST" and _text(new, "status") == "pending" and _text(old, "status") != "pending":
+        return report_job(new["key"]["S"])
+    return None
+
+
+def due_job(kind: str, item: dict[str, Any]) -> dict[str, Any]:
+    """The message of a job the sweeper found due, from its item (DynamoDB JSON)."""
+    if kind == CLEANUP:
+        return cleanup_job(item["slug"]["S"], int(item["generation"]["N"]))
+    return report_job(item["key"]["S"])
+
+
+def cleanup_job(slug: str, generation: int) -> dict[str, Any]:
+    return {"kind": CLEANUP, "slug": slug, "generation": generation}
+
+
+def report_job(key: str) -> dict[str, Any]:
+    return {"kind": REPORT, "key": key}
+
+
+class Jobs:
+    """Jobs to send, each once (one batch of records may name a job twice)."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, dict[str, Any]] = {}
+
+    def add(self, job: dict[str, Any] | None) -> None:
+        if job is not None:
+            self._jobs[repr(sorted(job.items()))] = job
+
+    def by_kind(self) -> dict[str, list[dict[str, Any]]]:
+        kinds: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for job in self._jobs.values():
+            kinds[job["kind"]].append(job)
+        return dict(kinds)
+
+    def count(self) -> int:
+        return len(self._jobs)
+
+
+def _text(image: dict[str, Any], name: str) -> str | None:
+    value = image.get(name)
+    return None if value is None else value.get("S")
