@@ -7,13 +7,12 @@ SAM_VENV := .venv-sam
 MINISTACK_VENV := .venv-ministack
 PY := $(VENV)/bin/python
 PIP_QUIET := --quiet --disable-pip-version-check
-PORT ?= 3000
 
 # soak: the stateful model checked for at least 10,000 steps; prints its divergences (must be 0).
 .PHONY: soak help venv sam-venv ministack-venv lint typecheck unit test run sam-validate sam-build bench clean
 
 help:
-	@echo "make run    start the whole service at http://127.0.0.1:$(PORT)"
+	@echo "make run    deploy the stack into a local AWS emulator (MiniStack) and serve it until Ctrl-C"
 	@echo "make test   lint, type-check and run every test, the deployed tier included"
 
 $(VENV)/.installed: requirements-dev.txt functions/requirements.txt
@@ -55,8 +54,9 @@ test: venv sam-venv ministack-venv lint typecheck
 bench: venv
 	$(PY) -m benchmarks.run
 
-run: venv
-	$(PY) -m local.runtime --port $(PORT)
+# The stack as deployed, on this machine: MiniStack, sam build, sam deploy; Ctrl-C stops it all.
+run: venv sam-venv ministack-venv
+	$(PY) -m local.run
 
 sam-validate: sam-venv
 	$(SAM_VENV)/bin/sam validate --lint
@@ -65,7 +65,7 @@ sam-build: sam-venv
 	$(SAM_VENV)/bin/sam build
 
 clean:
-	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .local-data
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .local-emulator
 
 soak: venv
 	SEGMENTS_SOAK_STEPS=10000 $(VENV)/bin/pytest tests/integration/test_stateful_model.py -p no:randomly -s -q

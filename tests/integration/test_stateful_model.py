@@ -170,9 +170,9 @@ class Machine(RuleBasedStateMachine):
         from moto import mock_aws
 
         from dal import factory
-        from local.atomic_moto import make_dynamodb_requests_atomic
         from tests.integration.test_history_and_reports import History
         from tests.support.api import Api
+        from tests.support.atomic_moto import make_dynamodb_requests_atomic
         from tests.support.streams import StreamTap
         from tests.support.table import create_table
 
