@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         print("stopping...", flush=True)
         return 0
     except stack.DeployError as error:
+        if stop.is_set():  # Ctrl-C during the build or the deploy interrupts sam too
+            print("stopped", flush=True)
+            return 0
         print(f"make run: {error}", file=sys.stderr)
         return 1
     finally:
