@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.environment import moto_environment
+from tests.support.xdist_groups import GroupScheduling
 
 TABLE = "segments-test"
 BUCKET = "segments-reports-test"
@@ -15,6 +16,12 @@ os.environ.update(
     | {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_DEV": "false"}
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> GroupScheduling | None:
+    """`--dist loadgroup` (make test) by the groups of tests/support/xdist_groups.py."""
+    return GroupScheduling(config, log) if config.getoption("dist") == "loadgroup" else None
 
 
 @pytest.fixture
