@@ -4,16 +4,16 @@ SHELL := /bin/bash
 PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3.12) $(shell command -v python3.12 2>/dev/null) python3)
 VENV := .venv
 SAM_VENV := .venv-sam
+MINISTACK_VENV := .venv-ministack
 PY := $(VENV)/bin/python
 PIP_QUIET := --quiet --disable-pip-version-check
-PORT ?= 3000
 
 # soak: the stateful model checked for at least SOAK_STEPS steps; prints its seed and divergences (must be 0).
-.PHONY: soak help venv sam-venv lint typecheck unit test run sam-validate sam-build bench clean
+.PHONY: soak help venv sam-venv ministack-venv lint typecheck unit test run sam-validate sam-build bench clean
 
 help:
-	@echo "make run    start the whole service at http://127.0.0.1:$(PORT)"
-	@echo "make test   lint, type-check and run every test"
+	@echo "make run    deploy the stack into a local AWS emulator (MiniStack) and serve it until Ctrl-C"
+	@echo "make test   lint, type-check and run every test, the deployed tier included"
 
 $(VENV)/.installed: requirements-dev.txt functions/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,8 +28,16 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 	$(SAM_VENV)/bin/sam --version
 	touch $@
 
+# MiniStack, the AWS emulator of `make run` and the deployed tests, pins its own botocore: its own venv too.
+$(MINISTACK_VENV)/.installed: requirements-ministack.txt
+	test -x $(MINISTACK_VENV)/bin/python || $(PYTHON) -m venv $(MINISTACK_VENV)
+	$(MINISTACK_VENV)/bin/python -m pip install $(PIP_QUIET) -r requirements-ministack.txt 2>&1 | grep -v '^WARNING: Location' || true
+	$(MINISTACK_VENV)/bin/python -c "import ministack, samtranslator"
+	touch $@
+
 venv: $(VENV)/.installed
 sam-venv: $(SAM_VENV)/.installed
+ministack-venv: $(MINISTACK_VENV)/.installed
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -38,15 +46,17 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy functions local tests benchmarks
 
-test: venv sam-venv lint typecheck
+# tests/e2e deploy the working tree into MiniStack (ports 4566 and 443 must be free) and stop it at the end.
+test: venv sam-venv ministack-venv lint typecheck
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(VENV)/bin/pytest -n 2 --dist loadgroup
 
 # Figures of docs/performance.md, measured on this machine (a few minutes); writes benchmarks/results.json.
 bench: venv
 	$(PY) -m benchmarks.run
 
-run: venv
-	$(PY) -m local.runtime --port $(PORT)
+# The stack as deployed, on this machine: MiniStack, sam build, sam deploy; Ctrl-C stops it all.
+run: venv sam-venv ministack-venv
+	$(PY) -m local.run
 
 sam-validate: sam-venv
 	$(SAM_VENV)/bin/sam validate --lint
@@ -55,7 +65,7 @@ sam-build: sam-venv
 	$(SAM_VENV)/bin/sam build
 
 clean:
-	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .local-data
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .local-emulator
 
 # A fresh seed each run (printed); `make soak SOAK_SEED=N SOAK_STEPS=M` replays one.
 SOAK_STEPS ?= 10000

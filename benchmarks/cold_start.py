@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import BUCKET, ENVIRONMENT, FUNCTIONS, ROOT, TABLE, Figure
-from local.template import load_yaml
+from tests.support.table import load_yaml
 
 # Runs in the fresh process: what Lambda's runtime does before and for the first event.
 HANDLER_SCRIPT = """

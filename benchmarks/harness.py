@@ -80,8 +80,8 @@ def moto_aws() -> Iterator[None]:
     from moto import mock_aws
 
     from dal import factory
-    from local.atomic_moto import make_dynamodb_requests_atomic
     from shared import settings
+    from tests.support.atomic_moto import make_dynamodb_requests_atomic
     from tests.support.table import create_table
 
     make_dynamodb_requests_atomic()

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from tests.support.environment import moto_environment
+from tests.support.xdist_groups import GroupScheduling
 
 TABLE = "segments-test"
 BUCKET = "segments-reports-test"
@@ -16,6 +17,12 @@ os.environ.update(
     | {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_DEV": "false"}
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> GroupScheduling | None:
+    """`--dist loadgroup` (make test) by the groups of tests/support/xdist_groups.py."""
+    return GroupScheduling(config, log) if config.getoption("dist") == "loadgroup" else None
 
 
 # Global secondary indexes lag the table on DynamoDB; every test runs with them lagging this long
@@ -31,8 +38,8 @@ def aws() -> Iterator[None]:
     from moto import mock_aws
 
     from dal import entities, factory
-    from local.atomic_moto import make_dynamodb_requests_atomic
     from shared import settings
+    from tests.support.atomic_moto import make_dynamodb_requests_atomic
     from tests.support.background import create_queues
     from tests.support.lagging_index import LaggingIndexes
     from tests.support.table import create_table

@@ -1,106 +1,144 @@
-"""Starts `python -m local.runtime` as a subprocess on free ports and waits until it serves."""
+"""The deployed tier: the working tree built with `sam build` and deployed with `sam deploy` into
+MiniStack (IAM enforced, TLS on), then driven over SigV4-signed HTTPS and the AWS API.
+
+The emulator, the build and the deployment are made once per run, by the worker that runs this
+directory (every module here is in the xdist group "deployed"), and stopped at the end. Tests get the
+API's address and a signer (`api`), and know nothing of which stack they hit; modules share the
+stack, so each names its own segments and users.
+"""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-import requests
+
+from local import emulator, stack
+from tests.support.signed_http import ApiClient, SigV4
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT_S = 30
+
+# Modules whose tests must run after the others: the contract fuzzer writes anywhere, and the IAM
+# check reads every log the run produced. The rest keep their collection order.
+LAST = (
+    "test_background_jobs",
+    "test_emulator_gaps",
+    "test_events_invoke",
+    "test_api_contract",
+    "test_iam_sufficiency",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        module = Path(str(item.fspath)).stem
+        return LAST.index(module) + 1 if module in LAST and "e2e" in Path(str(item.fspath)).parts else 0
+
+    items.sort(key=rank)  # stable: the others keep their order
+
+
+@pytest.fixture(scope="session")
+def deployed_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.DeployedStack]:
+    """The stack as deployed; fails loudly if the emulator cannot start (e.g. its ports are taken)."""
+    state = tmp_path_factory.mktemp("emulator")
+    started = time.perf_counter()
+    running = emulator.start(state)
+    try:
+        emulator_seconds = time.perf_counter() - started
+        build_seconds = stack.build(running, state / "sam.log")
+        deployed = stack.deploy(running, state / "sam.log")
+        deployed.seconds |= {"emulator": emulator_seconds, "build": build_seconds}
+        (state / "timings.txt").write_text(repr(deployed.seconds))
+        yield deployed
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def signer() -> SigV4:
+    return SigV4(
+        emulator.CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        emulator.CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        emulator.REGION,
+    )
+
+
+@pytest.fixture(scope="session")
+def make_api(deployed_stack: stack.DeployedStack, signer: SigV4) -> Callable[[], ApiClient]:
+    """A new client of the API at its address (one per thread), every call signed."""
+    return lambda: ApiClient(deployed_stack.api_url, signer, verify=str(deployed_stack.emulator.certificate))
+
+
+@pytest.fixture(scope="session")
+def api(make_api: Callable[[], ApiClient]) -> Iterator[ApiClient]:
+    with make_api() as client:
+        yield client
+
+
+POISONED_REPORT_KEY = "reports/users/1/poisoned-by-the-tests.csv"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def poisoned_report_request(deployed_stack: stack.DeployedStack) -> str:
+    """A background report request whose period no worker can read, written as soon as the stack is up:
+    its record keeps failing until it is dead-lettered, which takes the emulator a minute (see
+    local/emulator_gaps.py), spent while the other tests run. tests/e2e/test_background_jobs.py reads
+    the dead-letter queue."""
+    deployed_stack.client("dynamodb").put_item(
+        TableName=deployed_stack.outputs["TableName"],
+        Item={
+            "pk": {"S": f"REPORT#{POISONED_REPORT_KEY}"},
+            "sk": {"S": "REQUEST"},
+            "entity": {"S": "REPORT_REQUEST"},
+            "key": {"S": POISONED_REPORT_KEY},
+            "period": {"S": "not-a-month"},
+            "status": {"S": "pending"},
+            "requested_at": {"S": "2026-01-01T00:00:00.000000Z"},
+            "ttl": {"N": str(int(time.time()) + 3600)},
+        },
+    )
+    return POISONED_REPORT_KEY
 
 
 @dataclass
-class RunningRuntime:
-    url: str
-    aws_url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
+class TtlProbe:
+    """A table of the tests' own with TTL on and one item that expired at once (see test_emulator_gaps)."""
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    table: str
+    key: dict[str, dict[str, str]]
+    stream_arn: str
+    deadline: float  # monotonic: by then the emulator's reaper (a sweep a minute) has run at least once
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_runtime(tmp: Path, template: Path | None = None) -> RunningRuntime:
-    port, aws_port = free_port(), free_port()
-    arguments = [
-        sys.executable,
-        "-m",
-        "local.runtime",
-        "--port",
-        str(port),
-        "--aws-port",
-        str(aws_port),
-        "--data-dir",
-        str(tmp / "data"),
-    ]
-    if template is not None:
-        arguments += ["--template", str(template)]
-    # The runtime sets its own AWS settings; the unit tests' variables must not leak into it.
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AWS_", "TABLE_", "REPORTS_", "POWERTOOLS_", "CATALOG_"))
-    }
-    log_path = tmp / "runtime.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            arguments, cwd=REPO_ROOT, env=environment, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    runtime = RunningRuntime(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{aws_port}", process, log_path)
-    wait_until_serving(runtime)
-    return runtime
+    def records(self, deployed: stack.DeployedStack) -> list[dict[str, Any]]:
+        streams = deployed.client("dynamodbstreams")
+        found: list[dict[str, Any]] = []
+        for shard in streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"]:
+            iterator = streams.get_shard_iterator(
+                StreamArn=self.stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+            found += streams.get_records(ShardIterator=iterator)["Records"]
+        return found
 
 
-def wait_until_serving(runtime: RunningRuntime) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if runtime.process.poll() is not None:
-            raise RuntimeError(f"the runtime exited with {runtime.process.returncode}:\n{runtime.log()}")
-        try:
-            requests.get(f"{runtime.url}/_local/health", timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    stop_runtime(runtime)
-    raise RuntimeError(f"the runtime did not serve within {START_TIMEOUT_S} s:\n{runtime.log()}")
-
-
-def stop_runtime(runtime: RunningRuntime) -> None:
-    runtime.process.terminate()
-    try:
-        runtime.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        runtime.process.kill()
-        runtime.process.wait()
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRuntime]:
-    """The real service from template.yaml, empty at the start of each test module."""
-    runtime = start_runtime(tmp_path_factory.mktemp("service"))
-    yield runtime
-    stop_runtime(runtime)
-
-
-@pytest.fixture(scope="module")
-def fake_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRuntime]:
-    """The runtime serving tests/fixtures/local_runtime: its own mechanics, without the service."""
-    template = REPO_ROOT / "tests" / "fixtures" / "local_runtime" / "template.yaml"
-    runtime = start_runtime(tmp_path_factory.mktemp("fake"), template)
-    yield runtime
-    stop_runtime(runtime)
+@pytest.fixture(scope="session", autouse=True)
+def ttl_probe(deployed_stack: stack.DeployedStack) -> TtlProbe:
+    """Made as soon as the stack is up, so that the reaper's minute passes while the other tests run."""
+    dynamodb = deployed_stack.client("dynamodb")
+    table = "segments-tests-ttl-probe"
+    description = dynamodb.create_table(
+        TableName=table,
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )["TableDescription"]
+    dynamodb.update_time_to_live(
+        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
+    )
+    key = {"pk": {"S": "expired"}}
+    dynamodb.put_item(TableName=table, Item={**key, "ttl": {"N": str(int(time.time()) - 10)}})
+    return TtlProbe(table, key, description["LatestStreamArn"], time.monotonic() + 150)

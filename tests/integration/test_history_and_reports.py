@@ -417,7 +417,7 @@ def test_per_user_report_shows_entries_into_and_out_of_percentage_segments(
 
 def test_a_poisoned_record_fails_alone_and_the_others_land(api: Api, history: History) -> None:
     """Lambda retries what the answer reports failed, then sends it to the OnFailure queue (template.yaml);
-    the retries and the queue as deployed are checked by the deployed tier (tests/e2e)."""
+    the retries and the queue as deployed are checked by tests/e2e/test_background_jobs.py."""
     from tests.support.api import FakeContext
 
     handler = __import__("handlers.stream_table", fromlist=["lambda_handler"]).lambda_handler

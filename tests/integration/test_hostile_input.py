@@ -32,7 +32,7 @@ def world() -> Iterator[Api]:
     from moto import mock_aws
 
     from dal import factory
-    from local.atomic_moto import make_dynamodb_requests_atomic
+    from tests.support.atomic_moto import make_dynamodb_requests_atomic
     from tests.support.table import create_table
 
     make_dynamodb_requests_atomic()

@@ -114,9 +114,12 @@ def test_only_the_report_functions_touch_the_bucket_and_only_under_reports() -> 
             continue
         assert bucket_statements, name
         for statement in bucket_statements:
-            assert [resource_text(r) for r in as_list(statement["Resource"])] == [
-                "${ReportsBucket.Arn}/reports/*"
-            ], name
+            resources = [resource_text(r) for r in as_list(statement["Resource"])]
+            if resources == ["ReportsBucket.Arn"]:
+                # The bucket itself: listing only, so that a report not written yet is a 404, not a 403.
+                assert statement["Action"] == ["s3:ListBucket"], (name, statement)
+                continue
+            assert resources == ["${ReportsBucket.Arn}/reports/*"], name
             # Object actions only: no listing, no deleting, no bucket or ACL changes.
             assert set(statement["Action"]) <= {
                 "s3:GetObject",
@@ -152,6 +155,21 @@ def test_the_history_stream_processor_cannot_delete_or_update_segments() -> None
 def test_only_the_cleanup_function_may_delete_items() -> None:
     deleters = {name for name in FUNCTIONS if "dynamodb:DeleteItem" in actions_of(name)}
     assert deleters == {"CleanupMembersFunction"}
+
+
+def test_the_cleanup_replaces_members_and_updates_only_segment_items() -> None:
+    writes = {
+        action: statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        for statement in statements("CleanupMembersFunction")
+        for action in as_list(statement["Action"])
+        if action in DYNAMO_WRITES
+    }
+    # Tombstones and opt-outs live in the user's partition; progress on the deleted generation.
+    assert writes == {
+        "dynamodb:PutItem": ["USER#*"],
+        "dynamodb:DeleteItem": ["USER#*"],
+        "dynamodb:UpdateItem": ["SEGMENT#*"],
+    }
 
 
 def test_the_http_api_requires_iam_auth_by_default() -> None:

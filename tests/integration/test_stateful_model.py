@@ -188,10 +188,10 @@ class Machine(RuleBasedStateMachine):
         from moto import mock_aws
 
         from dal import factory
-        from local.atomic_moto import make_dynamodb_requests_atomic
         from tests.conftest import INDEXES, service_client
         from tests.integration.test_history_and_reports import History
         from tests.support.api import Api
+        from tests.support.atomic_moto import make_dynamodb_requests_atomic
         from tests.support.background import Background, create_queues
         from tests.support.lagging_index import LaggingIndexes
         from tests.support.table import create_table

@@ -8,9 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from local.event_filters import matches_any
-from local.stream_records import lambda_record
 from tests.support.api import FakeContext
+from tests.support.event_filters import matches_any
 from tests.support.table import load_yaml_template
 
 Record = dict[str, Any]
@@ -37,9 +36,24 @@ class StreamTap:
         items = self._shard.items[self._next :]
         self._next += len(items)
         return [
-            lambda_record(json.loads(json.dumps(item.to_json(), default=_plain)), self._arn, False)
-            for item in items
+            lambda_record(json.loads(json.dumps(item.to_json(), default=_plain)), self._arn) for item in items
         ]
+
+
+def lambda_record(record: Record, stream_arn: str) -> Record:
+    """A DynamoDB Streams record as Lambda puts it in a stream event."""
+    converted: Record = {
+        "eventID": record["eventID"],
+        "eventName": record["eventName"],
+        "eventVersion": record.get("eventVersion", "1.1"),
+        "eventSource": "aws:dynamodb",
+        "awsRegion": record.get("awsRegion", os.environ["AWS_DEFAULT_REGION"]),
+        "dynamodb": record["dynamodb"],
+        "eventSourceARN": stream_arn,
+    }
+    if "userIdentity" in record:
+        converted["userIdentity"] = record["userIdentity"]
+    return converted
 
 
 def _plain(value: Any) -> Any:

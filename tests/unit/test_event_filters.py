@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from local.event_filters import PatternError, matches, matches_any
+from tests.support.event_filters import PatternError, matches, matches_any
 
 CLEANUP = json.loads(
     '{"dynamodb": {"NewImage": {"entity": {"S": ["GENERATION"]}, "cleanup": {"S": ["pending"]}}}}'

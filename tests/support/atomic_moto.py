@@ -1,4 +1,4 @@
-"""Make moto's DynamoDB behave like DynamoDB where tests and the local runtime depend on it.
+"""Make moto's DynamoDB behave like DynamoDB where the in-process tests and benchmarks depend on it.
 
 Atomic requests:
 moto runs a TransactWriteItems as a sequence of item writes and restores a snapshot of the
@@ -6,17 +6,15 @@ whole table when one fails; two threads interleaving there could lose each other
 DynamoDB never does that, so every DynamoDB request is serialised here (requests, not clients:
 the races between a read and a later write, which the service must handle, remain).
 
-No leak of table copies:
-moto keeps every model object it ever made in a class-level list (for its dashboard), the deep
-copy of the whole table that each TransactWriteItems takes included. With a few thousand items
-that was megabytes per transaction: the local runtime reached 24 GB after ~1,000 updates and the
-kernel killed it. DynamoDB's objects are no longer listed there.
-
 Transactions without table copies:
-that deep copy (of every item and every stream record the table ever had) is also what made a
-transaction slow down as the table grew: ~150 ms at 2,000 items. A transaction touches at most 100
-items, each once, so only those are saved; a failed transaction puts them back and drops the stream
-records it made, which leaves the table exactly as a copy would have.
+moto deep-copies the whole table (every item and every stream record it ever had) for each
+TransactWriteItems, which made a transaction slow down as the table grew: ~150 ms at 2,000 items.
+A transaction touches at most 100 items, each once, so only those are saved; a failed transaction
+puts them back and drops the stream records it made, which leaves the table exactly as a copy would.
+
+(moto also keeps every model object it makes in a class-level list for its dashboard. That list once
+held each transaction's table copy and grew the long-running local runtime to 24 GB; with no table
+copies and no in-process runtime left it costs the tests ~30 MB, so it is no longer patched.)
 """
 
 import threading
@@ -45,21 +43,8 @@ def make_dynamodb_requests_atomic() -> None:
 
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
     serialise_dynamodb_results_directly()
-    stop_tracking_dynamodb_objects()
     roll_back_transactions_item_by_item()
     _installed = True
-
-
-def stop_tracking_dynamodb_objects() -> None:
-    from moto.core.common_models import BaseModel
-
-    def __new__(cls: type[BaseModel], *args: Any, **kwargs: Any) -> BaseModel:
-        instance = object.__new__(cls)
-        if not cls.__module__.startswith("moto.dynamodb"):
-            cls.instances_tracked.append(instance)  # type: ignore[attr-defined]
-        return instance
-
-    BaseModel.__new__ = staticmethod(__new__)  # type: ignore[method-assign]
 
 
 def serialise_dynamodb_results_directly() -> None:
