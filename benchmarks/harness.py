@@ -82,6 +82,7 @@ def moto_aws() -> Iterator[None]:
     from dal import factory
     from shared import settings
     from tests.support.atomic_moto import make_dynamodb_requests_atomic
+    from tests.support.background import create_queues
     from tests.support.table import create_table
 
     make_dynamodb_requests_atomic()
@@ -89,8 +90,10 @@ def moto_aws() -> Iterator[None]:
     with mock_aws():
         create_table(boto3.client("dynamodb"), TABLE)
         boto3.client("s3").create_bucket(Bucket=BUCKET)
+        create_queues(boto3.client("sqs"), TABLE)
         settings.get_settings.cache_clear()
         factory.get_catalog.cache_clear()
+        factory.get_job_queue.cache_clear()
         yield
         factory.get_catalog.cache_clear()
 

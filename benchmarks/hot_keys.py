@@ -11,7 +11,6 @@ import sys
 from benchmarks.call_meter import Meter, metering
 from benchmarks.harness import ROOT, TABLE, Figure, moto_aws
 from tests.support.api import Api
-from tests.support.streams import StreamTap, deliver, template_filter
 
 HOT_SEGMENT = "AVITO_VOICE_MESSAGES"
 ITEM_SHARE_TARGET = 0.001
@@ -127,20 +126,15 @@ def _mixed_load(users: int) -> tuple[Meter, int]:
 
 
 class _Stream:
-    """The table's stream delivered to the functions that read it, as Lambda would."""
+    """The table's stream and the job queues, delivered to their functions as Lambda would."""
 
     def __init__(self) -> None:
-        self.tap = StreamTap(TABLE)
-        self.history = template_filter("HistoryStreamFunction")
-        self.cleanup = template_filter("CleanupMembersFunction")
+        from tests.support.background import Background
+
+        self.background = Background(TABLE)
 
     def deliver(self) -> None:
-        records = self.tap.new_records()
-        deliver("stream_history", [r for r in records if self.history(r)], batch_size=100)
-        cleanup = [r for r in records if self.cleanup(r)]
-        while cleanup:
-            deliver("stream_cleanup_members", cleanup, batch_size=1)
-            cleanup = [r for r in self.tap.new_records() if self.cleanup(r)]
+        self.background.settle()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ SAM = REPO_ROOT / ".venv-sam" / "bin" / "sam"
 BUILD_DIR = REPO_ROOT / ".aws-sam" / "build"
 STACK_NAME = "segments"
 # The SPEC wants the catalog cache off locally; everything else is the template's default.
-PARAMETERS = {"CatalogCacheSeconds": "0", "LogLevel": "INFO"}
+# The emulator's stack answers at once (no catalog cache) and retries a failed job after a second.
+PARAMETERS = {"CatalogCacheSeconds": "0", "LogLevel": "INFO", "JobRetrySeconds": "1"}
 
 
 class DeployError(Exception):

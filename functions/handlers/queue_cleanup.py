@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from dal.factory import get_job_queue, get_store
 from dal.repository import JOB_STALE_AFTER
 from logic.cleanup import clean_up, is_waiting, verify_from
-from logic.jobs import CLEANUP, cleanup_job
+from logic.jobs import CLEANUP, cleanup_job, retry_delay
 from models.domain import CleanupJob, CleanupPhase
 from shared.clock import utc_now
 from shared.observability import logger, metrics, tracer
@@ -42,8 +42,14 @@ def run_job(record: SQSRecord, context: LambdaContext) -> None:
     try:
         job = clean_up(store, job, now, lambda: context.get_remaining_time_in_millis() > SAFETY_MARGIN_MS)
     except Exception:
-        if int(record.attributes.approximate_receive_count) >= get_settings().job_max_receives:
+        receives = int(record.attributes.approximate_receive_count)
+        settings = get_settings()
+        if receives >= settings.job_max_receives:
             store.fail_cleanup(job)  # off to the dead-letter queue: the sweeper must not resend it
+        else:
+            get_job_queue(CLEANUP).retry_later(
+                record.receipt_handle, retry_delay(settings.job_retry_seconds, receives)
+            )
         raise
     metrics.add_metric(name="MembersRemoved", unit=MetricUnit.Count, value=job.removed - removed_before)
     _save(job, now)

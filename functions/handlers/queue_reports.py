@@ -12,7 +12,14 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from dal.factory import get_background_reports, get_history_store, get_report_storage, get_store
+from dal.factory import (
+    get_background_reports,
+    get_history_store,
+    get_job_queue,
+    get_report_storage,
+    get_store,
+)
+from logic.jobs import REPORT, retry_delay
 from logic.report_jobs import write_report
 from logic.reports import ReportLink, parse_period
 from shared.clock import utc_now
@@ -37,8 +44,14 @@ def run_job(record: SQSRecord) -> None:
             parse_period(month, now), user_id, now,
         )  # fmt: skip
     except Exception:
-        if int(record.attributes.approximate_receive_count) >= get_settings().job_max_receives:
+        receives = int(record.attributes.approximate_receive_count)
+        settings = get_settings()
+        if receives >= settings.job_max_receives:
             background.fail(key)  # off to the dead-letter queue: the sweeper must not resend it
+        else:
+            get_job_queue(REPORT).retry_later(
+                record.receipt_handle, retry_delay(settings.job_retry_seconds, receives)
+            )
         raise
     assert isinstance(result, ReportLink)  # without a deadline the report is always written here
     background.finish(key)

@@ -57,3 +57,11 @@ class Jobs:
 def _text(image: dict[str, Any], name: str) -> str | None:
     value = image.get(name)
     return None if value is None else value.get("S")
+
+
+MAX_RETRY_SECONDS = 900
+
+
+def retry_delay(base_seconds: int, receives: int) -> int:
+    """How long a job that failed on its `receives`-th receive waits before the next: doubling."""
+    return min(MAX_RETRY_SECONDS, base_seconds * 2 ** max(0, receives - 1))

@@ -32,6 +32,8 @@ class Settings(NamedTuple):
     report_queue_url: str | None = None
     # SQS moves a job to its dead-letter queue after this many receives (template: maxReceiveCount).
     job_max_receives: int = 5
+    # A failed job is tried again after this long, doubled at each failure (template: JobRetrySeconds).
+    job_retry_seconds: int = 60
 
     def checked(self) -> "Settings":
         _check(len(self.table_name) >= 3, "table_name", "at least 3 characters")
@@ -43,6 +45,7 @@ class Settings(NamedTuple):
         _check(1 <= self.history_shards <= 1000, "history_shards", "from 1 to 1000")
         _check(0 <= self.history_read_shards <= 1000, "history_read_shards", "from 0 to 1000")
         _check(1 <= self.job_max_receives <= 1000, "job_max_receives", "from 1 to 1000")
+        _check(0 <= self.job_retry_seconds <= 900, "job_retry_seconds", "from 0 to 900")
         return self
 
 

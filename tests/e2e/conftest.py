@@ -80,16 +80,22 @@ def api(make_api: Callable[[], ApiClient]) -> Iterator[ApiClient]:
 
 
 POISONED_REPORT_KEY = "reports/users/1/poisoned-by-the-tests.csv"
+POISONED_USER = 9_000_000_000  # the user of a membership item no reader can read
 
 
 @pytest.fixture(scope="session", autouse=True)
-def poisoned_report_request(deployed_stack: stack.DeployedStack) -> str:
-    """A background report request whose period no worker can read, written as soon as the stack is up:
-    its record keeps failing until it is dead-lettered, which takes the emulator a minute (see
-    local/emulator_gaps.py), spent while the other tests run. tests/e2e/test_background_jobs.py reads
-    the dead-letter queue."""
-    deployed_stack.client("dynamodb").put_item(
-        TableName=deployed_stack.outputs["TableName"],
+def poisoned_work(deployed_stack: stack.DeployedStack) -> str:
+    """Written as soon as the stack is up, so their retries run while the other tests do
+    (tests/e2e/test_background_jobs.py and test_emulator_gaps.py read the dead-letter queues):
+
+    - a report request whose period no worker can read: its job fails five times, then waits in the
+      report jobs' dead-letter queue;
+    - a membership item missing its fields: its stream record fails until the emulator dead-letters it
+      by its age (local/emulator_gaps.py), into the stream's dead-letter queue.
+    """
+    dynamodb, table = deployed_stack.client("dynamodb"), deployed_stack.outputs["TableName"]
+    dynamodb.put_item(
+        TableName=table,
         Item={
             "pk": {"S": f"REPORT#{POISONED_REPORT_KEY}"},
             "sk": {"S": "REQUEST"},
@@ -99,6 +105,14 @@ def poisoned_report_request(deployed_stack: stack.DeployedStack) -> str:
             "status": {"S": "pending"},
             "requested_at": {"S": "2026-01-01T00:00:00.000000Z"},
             "ttl": {"N": str(int(time.time()) + 3600)},
+        },
+    )
+    dynamodb.put_item(
+        TableName=table,
+        Item={
+            "pk": {"S": f"USER#{POISONED_USER}"},
+            "sk": {"S": "SEG#POISONED"},
+            "entity": {"S": "MEMBERSHIP"},
         },
     )
     return POISONED_REPORT_KEY

@@ -59,11 +59,11 @@ def test_ttl_deletions_leave_no_stream_record(deployed_stack: DeployedStack, ttl
 
 
 def test_a_failing_stream_record_is_dead_lettered_by_its_age_not_by_its_retries(
-    deployed_stack: DeployedStack, poisoned_report_request: str
+    deployed_stack: DeployedStack, poisoned_work: str
 ) -> None:
     def dead_letters() -> list[dict[str, Any]]:
         return [
-            m for m in queue_messages(deployed_stack, "HistoryDeadLetterQueue") if "DDBStreamBatchInfo" in m
+            m for m in queue_messages(deployed_stack, "StreamDeadLetterQueue") if "DDBStreamBatchInfo" in m
         ]
 
     messages = eventually(dead_letters, timeout_s=150, interval_s=2)
@@ -99,4 +99,21 @@ def test_a_signature_made_with_a_wrong_secret_is_accepted(api: ApiClient) -> Non
     forger = ApiClient(api.base_url, auth=SigV4("test", "not-the-secret", "us-east-1"), verify=api.trust)
     assert forger.get("/segments").status_code == 200, (
         "MiniStack now checks the secret of a signature: move this test to test_service_api.py as a 403"
+    )
+
+
+def test_sqs_has_no_message_move_task(deployed_stack: DeployedStack) -> None:
+    """Bridged in the tests (tests/support/deployed.py, redrive): what docs/operations.md's redrive
+    command (`aws sqs start-message-move-task`) does, done message by message."""
+    sqs = deployed_stack.client("sqs")
+    dead_letters = sqs.get_queue_attributes(
+        QueueUrl=deployed_stack.resources["CleanupDeadLetterQueue"], AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    try:
+        sqs.start_message_move_task(SourceArn=dead_letters)
+    except sqs.exceptions.ClientError:
+        return  # the gap is still there
+    pytest.fail(
+        "MiniStack now moves messages out of a dead-letter queue: drop redrive() from "
+        "tests/support/deployed.py and use the documented command in test_background_jobs.py"
     )

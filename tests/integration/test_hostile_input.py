@@ -33,13 +33,16 @@ def world() -> Iterator[Api]:
 
     from dal import factory
     from tests.support.atomic_moto import make_dynamodb_requests_atomic
+    from tests.support.background import create_queues
     from tests.support.table import create_table
 
     make_dynamodb_requests_atomic()
     with mock_aws():
         create_table(boto3.client("dynamodb"), TABLE)
         boto3.client("s3").create_bucket(Bucket=BUCKET)
+        create_queues(boto3.client("sqs"), TABLE)
         factory.get_catalog.cache_clear()
+        factory.get_job_queue.cache_clear()
         api = Api()
         assert api.create_segment("A").status == 201
         assert api.create_segment("B", auto_percent=50).status == 201

@@ -102,7 +102,8 @@ def test_no_wildcard_action_or_resource(function: str) -> None:
 
 @pytest.mark.parametrize("function", READ_ONLY)
 def test_read_only_functions_may_only_get_and_query(function: str) -> None:
-    assert actions_of(function) <= {"dynamodb:GetItem", "dynamodb:Query"}, actions_of(function)
+    reads = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"}
+    assert actions_of(function) <= reads, actions_of(function)
 
 
 def test_only_the_report_functions_touch_the_bucket_and_only_under_reports() -> None:
@@ -138,10 +139,10 @@ def test_report_functions_write_only_report_requests_to_the_table(function: str)
             assert leading == ["REPORT#*"], (function, statement)
 
 
-def test_the_history_stream_processor_cannot_delete_or_update_segments() -> None:
-    actions = actions_of("HistoryStreamFunction")
+def test_the_stream_reader_cannot_delete_or_update_segments() -> None:
+    actions = actions_of("StreamFunction")
     assert not actions & {"dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:TransactWriteItems"}
-    for statement in statements("HistoryStreamFunction"):
+    for statement in statements("StreamFunction"):
         dynamo = {action for action in as_list(statement["Action"]) if action.startswith("dynamodb:")}
         if not dynamo:
             continue
@@ -152,15 +153,34 @@ def test_the_history_stream_processor_cannot_delete_or_update_segments() -> None
             assert dynamo == {"dynamodb:GetItem"} and leading == ["SEGMENT#*"], statement
 
 
-def test_only_the_cleanup_function_may_delete_items() -> None:
-    deleters = {name for name in FUNCTIONS if "dynamodb:DeleteItem" in actions_of(name)}
-    assert deleters == {"CleanupMembersFunction"}
+def test_only_the_cleanup_deletes_users_items_and_segment_writers_only_the_rule_set_entry() -> None:
+    deleters = {
+        name: statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        for name in FUNCTIONS
+        for statement in statements(name)
+        if "dynamodb:DeleteItem" in as_list(statement["Action"])
+    }
+    assert deleters == {
+        "CleanupWorkerFunction": ["USER#*"],  # opt-outs of a deleted generation
+        # a segment leaving the rule set (RULESET) when its rule ends or it is deleted
+        "UpdateSegmentFunction": ["SEGMENT#*", "GROUP#*", "RULESET"],
+        "DeleteSegmentFunction": ["SEGMENT#*", "GROUP#*", "RULESET"],
+    }
+
+
+def test_a_user_update_writes_only_the_users_own_items() -> None:
+    writes = [
+        statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        for statement in statements("UpdateUserSegmentsFunction")
+        if set(as_list(statement["Action"])) & {*DYNAMO_WRITES, "dynamodb:ConditionCheckItem"}
+    ]
+    assert writes == [["USER#*"]]
 
 
 def test_the_cleanup_replaces_members_and_updates_only_segment_items() -> None:
     writes = {
         action: statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
-        for statement in statements("CleanupMembersFunction")
+        for statement in statements("CleanupWorkerFunction")
         for action in as_list(statement["Action"])
         if action in DYNAMO_WRITES
     }

@@ -129,4 +129,42 @@ def test_read_only_functions_cannot_write() -> None:
             for statement in policy["Statement"]
             for action in statement["Action"]
         }
-        assert actions <= {"dynamodb:GetItem", "dynamodb:Query"}, (name, actions)
+        assert actions <= {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"}, (name, actions)
+
+
+def test_exactly_one_function_reads_the_tables_stream() -> None:
+    resources = load_yaml_template()["Resources"]
+    readers = [
+        name
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::Serverless::Function"
+        for event in resource["Properties"].get("Events", {}).values()
+        if event["Type"] == "DynamoDB"
+    ]
+    assert readers == ["StreamFunction"]
+
+
+def test_every_job_queue_has_a_worker_with_partial_batch_responses_and_a_dead_letter_queue() -> None:
+    resources = load_yaml_template()["Resources"]
+    workers = {
+        event["Properties"]["Queue"]["Fn::GetAtt"][0]: (name, event["Properties"])
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::Serverless::Function"
+        for event in resource["Properties"].get("Events", {}).values()
+        if event["Type"] == "SQS"
+    }
+    queues = {
+        name: resource["Properties"]
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::SQS::Queue" and "RedrivePolicy" in resource["Properties"]
+    }
+    assert set(workers) == set(queues) == {"CleanupQueue", "ReportQueue"}
+    for queue, properties in queues.items():
+        worker, source = workers[queue]
+        assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"], worker
+        redrive = properties["RedrivePolicy"]
+        dead_letters = resources[redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]]["Properties"]
+        assert redrive["maxReceiveCount"] == 5
+        assert dead_letters["MessageRetentionPeriod"] == 1_209_600  # 14 days: a job waits to be redriven
+        timeout = resources[worker]["Properties"]["Timeout"]
+        assert properties["VisibilityTimeout"] >= 6 * timeout, queue

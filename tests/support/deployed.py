@@ -81,3 +81,19 @@ def queue_messages(stack: DeployedStack, queue_logical_id: str) -> list[dict[str
         QueueUrl=stack.resources[queue_logical_id], MaxNumberOfMessages=10, VisibilityTimeout=0
     )
     return [json.loads(message["Body"]) for message in answer.get("Messages", [])]
+
+
+def redrive(stack: DeployedStack, dead_letters: str, queue: str) -> int:
+    """What `aws sqs start-message-move-task --source-arn <dead-letter queue>` does (docs/operations.md),
+    message by message: the emulator has no StartMessageMoveTask (test_emulator_gaps.py)."""
+    sqs, moved = stack.client("sqs"), 0
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=stack.resources[dead_letters], MaxNumberOfMessages=10, VisibilityTimeout=30
+        ).get("Messages", [])
+        if not messages:
+            return moved
+        for message in messages:
+            sqs.send_message(QueueUrl=stack.resources[queue], MessageBody=message["Body"])
+            sqs.delete_message(QueueUrl=stack.resources[dead_letters], ReceiptHandle=message["ReceiptHandle"])
+            moved += 1

@@ -23,6 +23,7 @@ def moto_environment(table: str, bucket: str, catalog_cache_seconds: int) -> dic
         "REPORTS_BUCKET": bucket,
         "CLEANUP_QUEUE_URL": queue_url(table, "cleanup"),
         "REPORT_QUEUE_URL": queue_url(table, "report"),
+        "JOB_RETRY_SECONDS": "0",  # a failed job is received again at once (deployed: JobRetrySeconds)
         "CATALOG_CACHE_SECONDS": str(catalog_cache_seconds),
         "POWERTOOLS_SERVICE_NAME": "segments",
         "POWERTOOLS_METRICS_NAMESPACE": "Segments",
