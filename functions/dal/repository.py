@@ -1,7 +1,9 @@
 """The only code that talks to DynamoDB: segments, memberships and clean-up pages over the single table."""
 
+import contextlib
 import json
 import math
+import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -174,29 +176,21 @@ class DynamoSegmentStore:
             SegmentItem.fenced_since.set(to_stored(at)),
             SegmentItem.revision.set(segment.revision + 1),
         ]
-        try:
-            item.update(actions=actions, condition=_is_current(segment.generation, segment.revision))
-        except UpdateError as error:
-            if _is_condition_failure(error):
-                raise ConcurrentChange([segment.slug]) from error
-            _raise_if_busy(error)
-            raise
+        condition = _is_current(segment.generation, segment.revision)
+        self._transact(lambda tx: tx.update(item, actions, condition=condition), [segment.slug])
         return segment._replace(revision=segment.revision + 1, fenced_since=at)
 
     def release_fence(self, segment: Segment, token: str) -> None:
-        """Give up a fence whose change did not commit (a lost race in its group)."""
+        """Give up a fence whose change did not commit: the item is as it was before the fence (its
+        revision too), so a change that failed wrote nothing. `segment` is the fenced one."""
         item = SegmentItem(segment_pk(segment.slug), SegmentItem.SK)
         actions: list[Action] = [
             SegmentItem.fence.remove(),
             SegmentItem.fenced_since.remove(),
-            SegmentItem.revision.set(segment.revision + 1),
+            SegmentItem.revision.set(segment.revision - 1),
         ]
-        try:
-            item.update(actions=actions, condition=SegmentItem.fence == token)
-        except UpdateError as error:
-            if not _is_condition_failure(error):  # taken over already: nothing of ours is left
-                _raise_if_busy(error)
-                raise
+        with contextlib.suppress(ConcurrentChange):  # taken over already: nothing of ours is left
+            self._transact(lambda tx: tx.update(item, actions, condition=SegmentItem.fence == token), [])
 
     def find_group(self, name: str) -> GroupAllocation:
         """An exclusion group's ranges, read consistently; an empty allocation if it has none yet."""
@@ -310,13 +304,7 @@ class DynamoSegmentStore:
                     condition=_at_revision(guard.expected_revision),
                 )
 
-        for attempt in range(LOST_ANSWER_RESENDS + 1):
-            try:
-                self._transact(write, segment_slugs=[], token=token)
-                return
-            except TransactWriteError:  # transient only (see _transact): the commit may have happened
-                if attempt == LOST_ANSWER_RESENDS:
-                    raise
+        self._transact(write, segment_slugs=[], token=token)
 
     # --- clean-up of deleted generations --------------------------------------------------------
 
@@ -382,9 +370,9 @@ class DynamoSegmentStore:
             None if done or due_at is None else _cleanup_job_key(job.generation, due_at),
         )
 
-    def fail_cleanup(self, job: CleanupJob) -> None:
+    def fail_cleanup(self, slug: str, generation: int) -> None:
         """Its message goes to the dead-letter queue: out of the sweeper's sight until redriven."""
-        item = GenerationItem(segment_pk(job.generation.slug), generation_sk(job.generation.generation))
+        item = GenerationItem(segment_pk(slug), generation_sk(generation))
         self._update_job(item, [GenerationItem.cleanup.set("failed")], None)
 
     def _update_job(self, item: Any, actions: list[Action], job_key: tuple[str, str] | None) -> None:
@@ -402,13 +390,10 @@ class DynamoSegmentStore:
     # --- plumbing -------------------------------------------------------------------------------
 
     def _put(self, item: SegmentItem, condition: Condition) -> None:
-        try:
-            item.save(condition=condition)
-        except PutError as error:
-            if _is_condition_failure(error):
-                raise ConcurrentChange([item.slug]) from error
-            _raise_if_busy(error)
-            raise
+        """One item, written as a transaction of one: it carries a ClientRequestToken, so a write whose
+        answer was lost is sent again without a doubt (a plain PutItem sent again would fail its own
+        condition and answer 409). Segment writes are an analyst's, few: twice the units is cheap."""
+        self._transact(lambda tx: tx.save(item, condition=condition), [item.slug])
 
     def _transact_segment(
         self, segment: Segment, condition: Condition, rule: RuleChange | None, group: GroupAllocation | None
@@ -478,24 +463,30 @@ class DynamoSegmentStore:
         return item
 
     def _transact(self, write: Any, segment_slugs: list[str], token: str | None = None) -> None:
-        try:
-            with TransactWrite(connection=self._connection, client_request_token=token) as tx:
-                write(tx)
-        except TransactWriteError as error:
-            reasons = [reason.code if reason else None for reason in error.cancellation_reasons]
-            if "ConditionalCheckFailed" in reasons:
-                failed = [slug for slug, code in zip(segment_slugs, reasons, strict=False) if code]
-                raise ConcurrentChange([s for s in failed if s]) from error
-            if (
-                "TransactionConflict" in reasons
-                # getattr: pynamodb's property fails on a timeout, whose cause has no response
-                or getattr(error, "cause_response_code", None) == "TransactionInProgressException"
-            ):
-                raise ConcurrentChange([]) from error
-            if is_transient(error):
-                raise  # the commit may have happened: a resend with the same token tells without redoing it
-            _raise_if_busy(error)
-            raise
+        """One TransactWriteItems with a ClientRequestToken. A commit whose answer was lost (a timeout,
+        a reset connection) is sent again, the same token and all: DynamoDB answers it without applying
+        it twice (for 10 minutes), so the caller learns what happened instead of guessing."""
+        token = token or str(uuid.uuid4())
+        for attempt in range(LOST_ANSWER_RESENDS + 1):
+            try:
+                with TransactWrite(connection=self._connection, client_request_token=token) as tx:
+                    write(tx)
+                return
+            except TransactWriteError as error:
+                reasons = [reason.code if reason else None for reason in error.cancellation_reasons]
+                if "ConditionalCheckFailed" in reasons:
+                    failed = [slug for slug, code in zip(segment_slugs, reasons, strict=False) if code]
+                    raise ConcurrentChange([s for s in failed if s]) from error
+                if (
+                    "TransactionConflict" in reasons
+                    # getattr: pynamodb's property fails on a timeout, whose cause has no response
+                    or getattr(error, "cause_response_code", None) == "TransactionInProgressException"
+                ):
+                    raise ConcurrentChange([]) from error
+                if is_transient(error) and attempt < LOST_ANSWER_RESENDS:
+                    continue
+                _raise_if_busy(error)
+                raise
 
 
 def _is_current(generation: int, revision: int) -> Condition:

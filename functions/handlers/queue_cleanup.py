@@ -19,11 +19,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from dal.factory import get_job_queue, get_store
 from dal.repository import JOB_STALE_AFTER
 from logic.cleanup import clean_up, is_waiting, verify_from
-from logic.jobs import CLEANUP, cleanup_job, retry_delay
+from logic.jobs import CLEANUP, cleanup_job
 from models.domain import CleanupJob, CleanupPhase
 from shared.clock import utc_now
+from shared.job_retries import retried
 from shared.observability import logger, metrics, tracer
-from shared.settings import get_settings
 
 SAFETY_MARGIN_MS = 30_000
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -31,28 +31,19 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 def run_job(record: SQSRecord, context: LambdaContext) -> None:
     message = json.loads(record.body)
+    slug, generation = message["slug"], int(message["generation"])
     store = get_store()
-    job = store.cleanup_job(message["slug"], int(message["generation"]))
-    if job is None or job.phase is CleanupPhase.DONE:
-        return
-    now = utc_now()
-    store.save_cleanup(job, due_at=now + JOB_STALE_AFTER)  # claimed: the sweeper leaves it until stale
-    logger.info("cleaning up", extra={"slug": job.generation.slug, "phase": job.phase, "shard": job.shard})
-    removed_before = job.removed
-    try:
+    with retried(record, CLEANUP, lambda: store.fail_cleanup(slug, generation)):
+        job = store.cleanup_job(slug, generation)
+        if job is None or job.phase is CleanupPhase.DONE:
+            return
+        now = utc_now()
+        store.save_cleanup(job, due_at=now + JOB_STALE_AFTER)  # claimed: the sweeper leaves it until stale
+        logger.info("cleaning up", extra={"slug": slug, "phase": job.phase, "shard": job.shard})
+        removed_before = job.removed
         job = clean_up(store, job, now, lambda: context.get_remaining_time_in_millis() > SAFETY_MARGIN_MS)
-    except Exception:
-        receives = int(record.attributes.approximate_receive_count)
-        settings = get_settings()
-        if receives >= settings.job_max_receives:
-            store.fail_cleanup(job)  # off to the dead-letter queue: the sweeper must not resend it
-        else:
-            get_job_queue(CLEANUP).retry_later(
-                record.receipt_handle, retry_delay(settings.job_retry_seconds, receives)
-            )
-        raise
-    metrics.add_metric(name="MembersRemoved", unit=MetricUnit.Count, value=job.removed - removed_before)
-    _save(job, now)
+        metrics.add_metric(name="MembersRemoved", unit=MetricUnit.Count, value=job.removed - removed_before)
+        _save(job, now)
 
 
 def _save(job: CleanupJob, now: datetime) -> None:

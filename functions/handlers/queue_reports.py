@@ -15,16 +15,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from dal.factory import (
     get_background_reports,
     get_history_store,
-    get_job_queue,
     get_report_storage,
     get_store,
 )
-from logic.jobs import REPORT, retry_delay
+from logic.jobs import REPORT
 from logic.report_jobs import write_report
 from logic.reports import ReportLink, parse_period
 from shared.clock import utc_now
+from shared.job_retries import retried
 from shared.observability import logger, metrics, tracer
-from shared.settings import get_settings
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
@@ -32,27 +31,17 @@ processor = BatchProcessor(event_type=EventType.SQS)
 def run_job(record: SQSRecord) -> None:
     key = json.loads(record.body)["key"]
     background = get_background_reports()
-    pending = background.pending(key)
-    if pending is None:
-        return
-    month, user_id = pending
-    now = utc_now()
-    background.claim(key, now)
-    try:
+    with retried(record, REPORT, lambda: background.fail(key)):
+        pending = background.pending(key)
+        if pending is None:
+            return
+        month, user_id = pending
+        now = utc_now()
+        background.claim(key, now)
         result = write_report(
             get_history_store(), get_store(), get_report_storage(), background,
             parse_period(month, now), user_id, now,
         )  # fmt: skip
-    except Exception:
-        receives = int(record.attributes.approximate_receive_count)
-        settings = get_settings()
-        if receives >= settings.job_max_receives:
-            background.fail(key)  # off to the dead-letter queue: the sweeper must not resend it
-        else:
-            get_job_queue(REPORT).retry_later(
-                record.receipt_handle, retry_delay(settings.job_retry_seconds, receives)
-            )
-        raise
     assert isinstance(result, ReportLink)  # without a deadline the report is always written here
     background.finish(key)
     logger.info("report written", extra={"key": key, "rows": result.rows})

@@ -27,6 +27,7 @@ WRITE_ATTEMPTS = 6  # writers of one group or segment retry this often before an
 FENCE_SETTLE_SECONDS = 0.005
 # A fence older than this was left by a writer that died (its function's timeout is far shorter).
 FENCE_TIMEOUT = timedelta(seconds=30)
+RELEASE_ATTEMPTS = 3
 Clock = Callable[[], datetime]
 T = TypeVar("T")
 
@@ -165,16 +166,28 @@ def _fenced(
 
     A user change that read the segment before the fence committed started before it, so before the
     change's time; one that reads it after waits for the commit and then sees the change. The fence
-    is released if the commit loses a race (its group changed meanwhile).
+    is released if the commit fails (its group changed meanwhile, or DynamoDB stayed busy).
     """
     token = str(uuid.uuid4())
     fenced = store.fence_segment(current, token, clock())
     time.sleep(FENCE_SETTLE_SECONDS)
     try:
         return commit(fenced, token, clock())
-    except ConcurrentChange:
-        store.release_fence(fenced, token)
+    except Exception:
+        _release(store, fenced, token)
         raise
+
+
+def _release(store: SegmentStore, fenced: Segment, token: str) -> None:
+    """Best effort, a few times: a fence left behind only makes updates of the segment wait until it
+    is FENCE_TIMEOUT old."""
+    for attempt in range(RELEASE_ATTEMPTS):
+        try:
+            store.release_fence(fenced, token)
+            return
+        except ServiceBusy:
+            if attempt + 1 == RELEASE_ATTEMPTS:
+                return
 
 
 def _commit_rule(

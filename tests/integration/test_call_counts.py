@@ -67,12 +67,14 @@ def test_segment_routes(api: Api) -> None:
         with counting_calls() as calls:
             assert action().status < 300
         counts[name] = dict(calls)
+    # Every segment write is a transaction (of one item, for a plain create or a description), so it
+    # carries a ClientRequestToken; a deletion is its fence, then its commit.
     assert counts == {
-        "POST /segments": {"GetItem": 1, "PutItem": 1},
+        "POST /segments": {"GetItem": 1, "TransactWriteItems": 1},
         "GET /segments": {"Query": 1},
         "GET /segments/{slug}": {"GetItem": 1},
-        "PATCH /segments/{slug}": {"GetItem": 1, "PutItem": 1},
-        "DELETE /segments/{slug}": {"GetItem": 1, "UpdateItem": 1, "TransactWriteItems": 1},
+        "PATCH /segments/{slug}": {"GetItem": 1, "TransactWriteItems": 1},
+        "DELETE /segments/{slug}": {"GetItem": 1, "TransactWriteItems": 2},
     }
     if os.environ.get("SEGMENTS_PRINT_CALLS"):
         print(json.dumps(counts, indent=2))

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
 from hypothesis import HealthCheck, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -55,6 +56,7 @@ HANDLERS = [
 # Indexes lag the table by this much of the model's clock; before a report, the model lets this much
 # time pass: past the clean-up's wait for its second walk (logic.cleanup.SETTLE) and the index lag.
 INDEX_LAG = timedelta(seconds=2)
+LOST_COMMIT_ANSWERS = 0.2  # of the TransactWriteItems the service sends
 BACKGROUND_CATCHES_UP = timedelta(minutes=3)
 STEPS = {"count": 0}
 CHECKPOINT_AFTER = timedelta(seconds=0.25)  # steps act on whole or half seconds: never on a checkpoint
@@ -179,6 +181,29 @@ def bucket_range(held: Range | None) -> list[float] | None:
     return None if held is None else [held[1] / BUCKETS, held[2] / BUCKETS]
 
 
+class LostCommitAnswers:
+    """A share of the service's commits apply and their answer is lost (a read timeout after the
+    commit), through botocore's public hooks: the service must send them again, same token."""
+
+    def __init__(self, rng: random.Random, rate: float) -> None:
+        self.rng, self.rate, self.lost = rng, rate, 0
+
+    def install(self, client: Any) -> None:
+        client.meta.events.register_last(
+            "after-call.dynamodb.TransactWriteItems", self._lose, unique_id="model-lost-commits"
+        )
+
+    def uninstall(self, client: Any) -> None:
+        client.meta.events.unregister(
+            "after-call.dynamodb.TransactWriteItems", unique_id="model-lost-commits"
+        )
+
+    def _lose(self, http_response: Any, **_: Any) -> None:
+        if http_response.status_code < 300 and self.rng.random() < self.rate:
+            self.lost += 1
+            raise ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+
+
 class Machine(RuleBasedStateMachine):
     named = Bundle("named")  # slugs created at least once (some deleted since), and one never created
 
@@ -212,6 +237,9 @@ class Machine(RuleBasedStateMachine):
         self.indexes.install(client)
         INDEXES.append(self.indexes)
         self.tokens = CommittedTokens().install(client)
+        # Every commit's answer may be lost (a timeout after it applied): the service sends it again
+        self.lost = LostCommitAnswers(random.Random(13), LOST_COMMIT_ANSWERS)
+        self.lost.install(client)
         self.api = Api()
         self.background = Background(TABLE)
         self.history = History(self.background)
@@ -224,6 +252,7 @@ class Machine(RuleBasedStateMachine):
         from tests.conftest import INDEXES, service_client
 
         INDEXES.remove(self.indexes)
+        self.lost.uninstall(service_client())
         self.indexes.uninstall(service_client())
         self.tokens.uninstall(service_client())
         self.clock.uninstall()
