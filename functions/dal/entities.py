@@ -331,6 +331,65 @@ class HistoryItem(Model):
     silent = BooleanAttribute(null=True)  # see models.domain.Change
 
 
+COUNTER_SHARDS = 64  # a segment generation's counts, spread so that no counter item takes every change
+
+
+def counter_pk(slug: str, generation: int, shard: int) -> str:
+    return f"COUNT#{slug}#{generation}#{shard}"
+
+
+def counter_shard(user_id: int) -> int:
+    return user_id % COUNTER_SHARDS
+
+
+class CounterItem(Model):
+    """pk=COUNT#{slug}#{generation}#{shard}, sk=COUNT: one shard of a generation's member counts, each
+    shard its own partition (docs/data-model.md); the stream's reader adds to it."""
+
+    class Meta(_TableMeta):
+        pass
+
+    SK = "COUNT"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    explicit = NumberAttribute(default=0)
+    opted_out = NumberAttribute(default=0)
+
+
+class AppliedRecordItem(Model):
+    """pk=USER#{user_id}, sk=APPLIED#{stream event id}: a stream record the reader has applied, so that a
+    re-delivered one changes the counts once (it is written in the same transaction); kept two days,
+    past the stream's 24 hours."""
+
+    class Meta(_TableMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    ttl = NumberAttribute()
+
+
+def applied_sk(event_id: str) -> str:
+    return f"APPLIED#{event_id}"
+
+
+SWEEP_PK = "SWEEP"
+
+
+class SweepItem(Model):
+    """pk=SWEEP, sk=EXPIRIES: how far the sweeper has ended expired memberships (written once a run)."""
+
+    class Meta(_TableMeta):
+        pass
+
+    EXPIRIES = "EXPIRIES"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    until = UnicodeAttribute()
+
+
 class ReportRequestItem(Model):
     """pk=REPORT#{object key}, sk=REQUEST: a report to finish in the background, a job (its stream
     record with status=pending enqueues it; the jobs index holds it while pending)."""
@@ -360,6 +419,9 @@ def report_request_pk(object_key: str) -> str:
 
 ALL_MODELS: tuple[type[Model], ...] = (
     SegmentItem,
+    CounterItem,
+    AppliedRecordItem,
+    SweepItem,
     PercentageSegmentItem,
     GenerationItem,
     GroupItem,

@@ -1,15 +1,23 @@
 """History rows in the single table: written by the stream processor, read month by month for reports."""
 
 import heapq
-from collections.abc import Iterable, Iterator, Sequence
+import time
+import uuid
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-from pynamodb.models import BatchWrite
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.transactions import TransactWrite
 
 from dal.entities import (
+    AppliedRecordItem,
+    CounterItem,
     HistoryItem,
     MembershipItem,
+    applied_sk,
+    counter_pk,
+    counter_shard,
     history_shard,
     history_sk,
     month_pk,
@@ -17,13 +25,23 @@ from dal.entities import (
     shared_connection,
     user_pk,
 )
-from dal.repository import record_from_image
-from dal.transient import busy_when_transient
-from models.domain import HistoryRow, MembershipRecord, Operation, Reason
+from dal.repository import LOST_ANSWER_RESENDS, record_from_image
+from dal.transient import busy_when_transient, is_transient
+from models.domain import CountDeltas, HistoryRow, MembershipRecord, Operation, Reason
 from shared.clock import from_stored, to_stored
 
 T = TypeVar("T")
+APPLIED_MARK_SECONDS = 2 * 86_400  # past the stream's 24 hours of retention
 _EMPTY: Any = object()
+
+
+class AppliedChange(NamedTuple):
+    """What one stream record of a membership item changes: its history rows and count changes."""
+
+    event_id: str
+    user_id: int
+    rows: list[HistoryRow]
+    deltas: CountDeltas
 
 
 @busy_when_transient
@@ -35,15 +53,35 @@ class DynamoHistoryStore:
         self._shards = shards
         self._read_shards = max(shards, read_shards)
         self._reader = ThreadPoolExecutor(max_workers=min(self._read_shards, 16), thread_name_prefix="shard")
+        self._writer = ThreadPoolExecutor(max_workers=8, thread_name_prefix="apply")
 
-    def put_rows(self, rows: Iterable[HistoryRow]) -> int:
-        """Idempotent: a row's key is its content, so writing it again changes nothing."""
-        written = 0
-        with BatchWrite(HistoryItem) as batch:
-            for row in dict.fromkeys(rows):  # one request may not name a key twice
-                batch.save(_item(row, self._shards))
-                written += 1
-        return written
+    def apply(self, changes: Sequence[AppliedChange]) -> int:
+        """Each stream record's rows and count changes, in one transaction per record, several at once;
+        how many rows were written. A record applied before (its mark is there) changes nothing."""
+        return sum(self._writer.map(self._apply, changes))
+
+    def _apply(self, change: AppliedChange) -> int:
+        token = str(uuid.uuid4())
+        for attempt in range(LOST_ANSWER_RESENDS + 1):
+            try:
+                with TransactWrite(connection=shared_connection(), client_request_token=token) as tx:
+                    for row in dict.fromkeys(change.rows):
+                        tx.save(_item(row, self._shards))
+                    for update in _counter_updates(change):
+                        tx.update(update[0], update[1])
+                    mark = AppliedRecordItem(
+                        user_pk(change.user_id), applied_sk(change.event_id), ttl=_mark_expiry()
+                    )
+                    tx.save(mark, condition=AppliedRecordItem.pk.does_not_exist())
+                return len(change.rows)
+            except TransactWriteError as error:
+                reasons = [reason.code if reason else None for reason in error.cancellation_reasons]
+                if "ConditionalCheckFailed" in reasons:
+                    return 0  # applied by an earlier delivery
+                if is_transient(error) and attempt < LOST_ANSWER_RESENDS:
+                    continue  # sent again with its token: if it had committed, it is not applied twice
+                raise
+        raise AssertionError("unreachable")
 
     def user_until(self, user_id: int, end: str) -> Iterator[HistoryRow]:
         """Every row of one user before `end` (a stored timestamp), silent ones included, in time order."""
@@ -57,6 +95,22 @@ class DynamoHistoryStore:
         shards = [_month_index(month, shard) for shard in range(self._read_shards)]
         merged = heapq.merge(*_read_ahead(self._reader, shards), key=lambda item: item["gsi2sk"]["S"])
         return (_month_entry(item) for item in merged)
+
+
+def _counter_updates(change: AppliedChange) -> list[tuple[CounterItem, list[Any]]]:
+    by_generation: dict[tuple[str, int], list[Any]] = {}
+    for (slug, generation, kind), delta in sorted(change.deltas.items()):
+        attribute = CounterItem.explicit if kind == "explicit" else CounterItem.opted_out
+        by_generation.setdefault((slug, generation), []).append(attribute.add(delta))
+    shard = counter_shard(change.user_id)
+    return [
+        (CounterItem(counter_pk(slug, generation, shard), CounterItem.SK), actions)
+        for (slug, generation), actions in by_generation.items()
+    ]
+
+
+def _mark_expiry() -> int:
+    return int(time.time()) + APPLIED_MARK_SECONDS
 
 
 def _month_index(month: str, shard: int) -> Iterator[dict[str, Any]]:

@@ -4,7 +4,7 @@ import contextlib
 import json
 import math
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,14 +17,19 @@ from pynamodb.transactions import TransactWrite
 from dal.entities import (
     CATALOG,
     CLEANUP_JOBS,
+    COUNTER_SHARDS,
     RULE_SK_PREFIX,
     RULESET,
+    SWEEP_PK,
+    CounterItem,
     GenerationItem,
     GroupItem,
     MembershipItem,
     PercentageSegmentItem,
     RuleChangeItem,
     SegmentItem,
+    SweepItem,
+    counter_pk,
     generation_sk,
     group_pk,
     history_shard,
@@ -48,6 +53,7 @@ from models.domain import (
     CleanupPhase,
     DeletedGeneration,
     GroupAllocation,
+    MemberCounts,
     MembershipRecord,
     MembershipState,
     Operation,
@@ -191,6 +197,29 @@ class DynamoSegmentStore:
         ]
         with contextlib.suppress(ConcurrentChange):  # taken over already: nothing of ours is left
             self._transact(lambda tx: tx.update(item, actions, condition=SegmentItem.fence == token), [])
+
+    def member_counts(self, segments: Sequence[Segment]) -> list[MemberCounts]:
+        """Each segment generation's counts: the sum of its counter shards (BatchGetItem, eventually
+        consistent: the counts follow the stream anyway)."""
+        keys = [
+            {"pk": {"S": counter_pk(segment.slug, segment.generation, shard)}, "sk": {"S": CounterItem.SK}}
+            for segment in segments
+            for shard in range(COUNTER_SHARDS)
+        ]
+        batches = [keys[start : start + BATCH_GET_KEYS] for start in range(0, len(keys), BATCH_GET_KEYS)]
+        totals: dict[str, tuple[int, int]] = {}
+        for items in _READER.map(lambda batch: list(self._batch_get(batch, consistent=False)), batches):
+            for item in items:
+                counts = CounterItem.from_raw_data(item)
+                generation = item["pk"]["S"].rsplit("#", 1)[0]
+                explicit, opted_out = totals.get(generation, (0, 0))
+                totals[generation] = (explicit + int(counts.explicit), opted_out + int(counts.opted_out))
+        return [
+            MemberCounts(
+                *totals.get(counter_pk(segment.slug, segment.generation, 0).rsplit("#", 1)[0], (0, 0))
+            )
+            for segment in segments
+        ]
 
     def find_group(self, name: str) -> GroupAllocation:
         """An exclusion group's ranges, read consistently; an empty allocation if it has none yet."""
@@ -337,6 +366,40 @@ class DynamoSegmentStore:
             _raise_if_busy(error)
             raise
         return True
+
+    def expiring_members(self, start: datetime, end: datetime) -> Iterator[MembershipRecord]:
+        """Memberships expiring in [start, end), from the month index (every shard of each month the
+        window touches); history rows in the same partitions are filtered out by DynamoDB."""
+        for month in _months(start, end):
+            for shard in range(self._history_shards):
+                request: dict[str, Any] = {
+                    "TableName": MembershipItem.Meta.table_name,
+                    "IndexName": "gsi2",
+                    "KeyConditionExpression": "gsi2pk = :pk AND gsi2sk BETWEEN :start AND :end",
+                    "FilterExpression": "entity = :membership",
+                    "ExpressionAttributeValues": {
+                        ":pk": {"S": month_pk(month, shard)},
+                        ":start": {"S": to_stored(start)},
+                        ":end": {"S": to_stored(end)},
+                        ":membership": {"S": MembershipItem.ENTITY},
+                    },
+                }
+                while True:
+                    page = self._connection.client.query(**request)
+                    yield from (_record_from_attributes(item) for item in page["Items"])
+                    if "LastEvaluatedKey" not in page:
+                        break
+                    request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def swept_until(self) -> datetime | None:
+        try:
+            item = SweepItem.get(SWEEP_PK, SweepItem.EXPIRIES, consistent_read=True)
+        except SweepItem.DoesNotExist:
+            return None
+        return from_stored(item.until)
+
+    def save_swept_until(self, until: datetime) -> None:
+        SweepItem(SWEEP_PK, SweepItem.EXPIRIES, until=to_stored(until)).save()
 
     def drop_opt_out(self, record: MembershipRecord) -> None:
         item = MembershipItem(user_pk(record.user_id), membership_sk(record.slug))
@@ -487,6 +550,14 @@ class DynamoSegmentStore:
                     continue
                 _raise_if_busy(error)
                 raise
+
+
+def _months(start: datetime, end: datetime) -> Iterator[str]:
+    """YYYY-MM months from start's to end's."""
+    year, month = start.year, start.month
+    while (year, month) <= (end.year, end.month):
+        yield f"{year:04d}-{month:02d}"
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
 
 
 def _is_current(generation: int, revision: int) -> Condition:

@@ -6,6 +6,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from dal.factory import get_store
 from logic.segments import NewSegment, create_segment
 from models.api import CreateSegmentRequest
+from models.domain import MemberCounts
 from models.responses import segment_json
 from shared.clock import to_public, utc_now
 from shared.http import build_resolver, json_response, lambda_entry, parse_body
@@ -20,7 +21,8 @@ def create() -> Response:
     new = NewSegment(request.slug, request.description, request.auto_percent, request.exclusion_group)
     segment = create_segment(get_store(), new, utc_now)
     metrics.add_metric(name="SegmentCreated", unit=MetricUnit.Count, value=1)
-    return json_response(201, segment_json(segment, to_public), {"Location": f"/segments/{segment.slug}"})
+    body = segment_json(segment, to_public, MemberCounts(), segment.created_at)  # a new generation: empty
+    return json_response(201, body, {"Location": f"/segments/{segment.slug}"})
 
 
 lambda_handler = lambda_entry(app)

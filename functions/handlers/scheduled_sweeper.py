@@ -1,4 +1,5 @@
-"""EventBridge schedule, every minute → jobs that are due go (again) to their queues.
+"""EventBridge schedule, every minute → jobs that are due go (again) to their queues, and memberships
+that expired are ended (logic/expiries.py).
 
 A job is due when it waits for a later step (a clean-up's second walk) or was claimed and not saved
 since (its worker died, its message was lost): so no job is lost however long a consumer is down.
@@ -10,7 +11,8 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from dal.factory import get_job_index, get_job_queue
+from dal.factory import get_job_index, get_job_queue, get_store
+from logic.expiries import end_expired, sweep_window
 from logic.jobs import CLEANUP, REPORT, due_job
 from shared.clock import utc_now
 from shared.observability import logger, metrics, tracer
@@ -20,11 +22,16 @@ from shared.observability import logger, metrics, tracer
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
-    now, sent = utc_now(), {}
+    now, done = utc_now(), {}
     for kind in (CLEANUP, REPORT):
         jobs = [due_job(kind, item) for item in get_job_index().due(kind, now)]
-        sent[kind] = get_job_queue(kind).send(jobs) if jobs else 0
-        metrics.add_metric(name=f"JobsResent.{kind}", unit=MetricUnit.Count, value=sent[kind])
-    if any(sent.values()):
-        logger.info("due jobs sent again", extra=sent)
-    return sent
+        done[kind] = get_job_queue(kind).send(jobs) if jobs else 0
+        metrics.add_metric(name=f"JobsResent.{kind}", unit=MetricUnit.Count, value=done[kind])
+    store = get_store()
+    start, end = sweep_window(store.swept_until(), now)
+    done["expired"] = end_expired(store, store.expiring_members(start, end), now)
+    store.save_swept_until(end)
+    metrics.add_metric(name="MembershipsExpired", unit=MetricUnit.Count, value=done["expired"])
+    if any(done.values()):
+        logger.info("swept", extra=done)
+    return done

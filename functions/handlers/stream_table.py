@@ -1,6 +1,7 @@
-"""The table's stream → history rows, written here, and jobs, sent to their queues: the stream's only
-reader (docs/background-jobs.md). Everything it does is idempotent under re-delivery: rows have their
-content as key, and a job's message only names a job whose state lives in the table.
+"""The table's stream → history rows and member counts, written here, and jobs, sent to their queues:
+the stream's only reader (docs/background-jobs.md). Everything it does is idempotent under
+re-delivery: a record's rows and counts are one transaction that marks the record applied, and a
+job's message only names a job whose state lives in the table.
 """
 
 from datetime import UTC, datetime
@@ -14,10 +15,10 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from dal.factory import get_history_store, get_job_queue, get_store
-from dal.history_store import image_record
+from dal.history_store import AppliedChange, image_record
+from logic.counts import count_deltas
 from logic.history import ItemChange, history_rows
 from logic.jobs import Jobs, job_of
-from models.domain import HistoryRow
 from shared.observability import logger, metrics, tracer
 
 TTL_PRINCIPAL = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
@@ -30,7 +31,8 @@ def deletion_time(slug: str, generation: int) -> datetime | None:
     return None if deleted is None else deleted.deleted_at
 
 
-def rows_of(raw: dict[str, Any]) -> list[HistoryRow]:
+def change_of(raw: dict[str, Any]) -> AppliedChange | None:
+    """What a record of a membership item changes: its rows and counts (None: nothing)."""
     stream = raw["dynamodb"]
     identity = raw.get("userIdentity") or {}
     change = ItemChange(
@@ -39,30 +41,38 @@ def rows_of(raw: dict[str, Any]) -> list[HistoryRow]:
         at=datetime.fromtimestamp(float(stream.get("ApproximateCreationDateTime", 0)), UTC),
         removed_by_ttl=all(identity.get(key) == value for key, value in TTL_PRINCIPAL.items()),
     )
-    return history_rows(change, deletion_time)
+    rows = history_rows(change, deletion_time)
+    if not rows:
+        return None  # no change anyone sees or counts (an expiry moved; a deleted generation's opt-out)
+    record = change.new or change.old
+    assert record is not None
+    return AppliedChange(raw["eventID"], record.user_id, rows, count_deltas(change.old, change.new))
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    """Rows of every good record are written together (BatchWriteItem, 25 a call) and jobs sent ten to
-    a request; a record that cannot be read fails alone and is retried by Lambda, then its pointer goes
-    to the on-failure destination. A failed write or send fails the batch: all of it is retried."""
-    rows: list[HistoryRow] = []
+    """Each good record's rows and count changes are one transaction (several at once), marked applied
+    in it so a re-delivery changes nothing; jobs are sent one message each. A record that cannot be
+    read fails alone and is retried by Lambda, then its pointer goes to the on-failure destination.
+    A failed write or send fails the batch: all of it is retried."""
+    changes: list[AppliedChange] = []
     jobs = Jobs()
 
     def read(record: DynamoDBRecord) -> None:
         raw = record.raw_event
         entity = _entity(raw)
         if entity == "MEMBERSHIP":
-            rows.extend(rows_of(raw))
+            change = change_of(raw)
+            if change is not None:
+                changes.append(change)
         else:
             jobs.add(job_of(entity, raw.get("eventName", ""), raw["dynamodb"]))
 
     with processor(event["Records"], read, context):
         processor.process()
-    written = get_history_store().put_rows(rows)
+    written = get_history_store().apply(changes)
     for kind, found in jobs.by_kind().items():
         get_job_queue(kind).send(found)
     metrics.add_metric(name="HistoryRowsWritten", unit=MetricUnit.Count, value=written)

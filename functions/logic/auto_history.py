@@ -25,6 +25,7 @@ from logic.buckets import bucket_of
 from models.domain import HistoryRow, MembershipState, Operation, Reason, RuleChange
 
 Event = RuleChange | HistoryRow
+EXPLICIT = (Reason.MANUAL, Reason.IMPORT)  # a remove for one of these stores an opt-out
 _KIND_ORDER = {RuleChange: 0, HistoryRow: 1}  # at one instant: the rule first, then the row
 
 
@@ -125,7 +126,7 @@ def _apply_rule(state: _Replay, rule: RuleChange, was_in: bool) -> list[HistoryR
 def _apply_row(state: _Replay, row: HistoryRow) -> None:
     if row.operation is Operation.ADD:
         state.explicit = MembershipState.MEMBER
-    elif row.reason is Reason.MANUAL and state.rule is not None and state.rule.bucket_start is not None:
+    elif row.reason in EXPLICIT and state.rule is not None and state.rule.bucket_start is not None:
         state.explicit = MembershipState.OPTED_OUT  # a remove of a percentage segment is an opt-out
     else:
         state.explicit = None  # expired, deleted, or removed from a segment without a rule

@@ -5,6 +5,7 @@ ordered by field, but made without compiling code for each class, which a datacl
 (about 1 ms each, on every cold start).
 """
 
+from collections import Counter
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
@@ -25,6 +26,7 @@ class Operation(StrEnum):
 
 class Reason(StrEnum):
     MANUAL = "manual"
+    IMPORT = "import"  # a bulk change from an uploaded file, one user at a time as a manual one
     AUTO = "auto"
     TTL_EXPIRED = "ttl_expired"
     SEGMENT_DELETED = "segment_deleted"
@@ -212,6 +214,17 @@ class UserUpdate(NamedTuple):
     segments: list[Segment]
     writes: list[MembershipWrite]
     guards: list[MembershipGuard]
+
+
+# What membership writes change in the counts: (slug, generation, "explicit" | "opted_out") -> change
+CountDeltas = Counter[tuple[str, int, str]]
+
+
+class MemberCounts(NamedTuple):
+    """A segment generation's stored explicit memberships and opt-outs (not its bucket members)."""
+
+    explicit: int = 0
+    opted_out: int = 0
 
 
 class HistoryRow(NamedTuple):

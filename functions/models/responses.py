@@ -1,12 +1,13 @@
 """The JSON the routes answer with, from domain objects."""
 
+from datetime import datetime
 from typing import Any
 
 from logic.buckets import units_to_percent
-from models.domain import Membership, Segment
+from models.domain import MemberCounts, Membership, Segment
 
 
-def segment_json(segment: Segment, to_public: Any) -> dict[str, Any]:
+def segment_json(segment: Segment, to_public: Any, counts: MemberCounts, as_of: datetime) -> dict[str, Any]:
     bucket_range = None
     if segment.bucket_start is not None and segment.bucket_end is not None:
         bucket_range = [segment.bucket_start / 10_000, segment.bucket_end / 10_000]
@@ -16,6 +17,7 @@ def segment_json(segment: Segment, to_public: Any) -> dict[str, Any]:
         "auto_percent": None if segment.auto_percent is None else units_to_percent(segment.auto_percent),
         "exclusion_group": segment.exclusion_group,
         "bucket_range": bucket_range,
+        "members": {"explicit": counts.explicit, "opted_out": counts.opted_out, "as_of": to_public(as_of)},
         "created_at": to_public(segment.created_at),
         "updated_at": to_public(segment.updated_at),
     }

@@ -80,31 +80,14 @@ def api(make_api: Callable[[], ApiClient]) -> Iterator[ApiClient]:
 
 
 POISONED_REPORT_KEY = "reports/users/1/poisoned-by-the-tests.csv"
-POISONED_USER = 9_000_000_000  # the user of a membership item no reader can read
 
 
 @pytest.fixture(scope="session", autouse=True)
 def poisoned_work(deployed_stack: stack.DeployedStack) -> str:
-    """Written as soon as the stack is up, so their retries run while the other tests do
-    (tests/e2e/test_background_jobs.py and test_emulator_gaps.py read the dead-letter queues):
-
-    - a report request whose period no worker can read: its job fails five times, then waits in the
-      report jobs' dead-letter queue;
-    - a membership item missing its fields: its stream record fails until the emulator dead-letters it
-      by its age (local/emulator_gaps.py), into the stream's dead-letter queue.
-    """
+    """A report request whose period no worker can read, written as soon as the stack is up so that its
+    job's five tries run while the other tests do; tests/e2e/test_background_jobs.py finds it in the
+    report jobs' dead-letter queue and redrives it."""
     dynamodb, table = deployed_stack.client("dynamodb"), deployed_stack.outputs["TableName"]
-    # Alone in its batch: the emulator drops a record a batch reports failed (docs/local-runtime.md,
-    # gap 6), so only a batch that fails whole is retried, and dead-lettered
-    dynamodb.put_item(
-        TableName=table,
-        Item={
-            "pk": {"S": f"USER#{POISONED_USER}"},
-            "sk": {"S": "SEG#POISONED"},
-            "entity": {"S": "MEMBERSHIP"},
-        },
-    )
-    time.sleep(3)
     dynamodb.put_item(
         TableName=table,
         Item={

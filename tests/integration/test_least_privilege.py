@@ -139,18 +139,24 @@ def test_report_functions_write_only_report_requests_to_the_table(function: str)
             assert leading == ["REPORT#*"], (function, statement)
 
 
-def test_the_stream_reader_cannot_delete_or_update_segments() -> None:
+def test_the_stream_reader_writes_only_history_and_counts() -> None:
     actions = actions_of("StreamFunction")
-    assert not actions & {"dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:TransactWriteItems"}
+    assert not actions & {"dynamodb:DeleteItem", "dynamodb:TransactWriteItems", "dynamodb:BatchWriteItem"}
+    writes = {}
     for statement in statements("StreamFunction"):
         dynamo = {action for action in as_list(statement["Action"]) if action.startswith("dynamodb:")}
         if not dynamo:
             continue
         leading = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
         if dynamo & DYNAMO_WRITES:
-            assert leading == ["USER#*"], statement  # history rows live in the user's partition
+            writes[frozenset(dynamo)] = leading
         else:
             assert dynamo == {"dynamodb:GetItem"} and leading == ["SEGMENT#*"], statement
+    # history rows and applied marks live in the user's partition; counts in the counter shards
+    assert writes == {
+        frozenset({"dynamodb:PutItem"}): ["USER#*"],
+        frozenset({"dynamodb:UpdateItem"}): ["COUNT#*"],
+    }
 
 
 def test_only_the_cleanup_deletes_users_items_and_segment_writers_only_the_rule_set_entry() -> None:

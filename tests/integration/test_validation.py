@@ -86,10 +86,14 @@ def test_created_segment_has_the_spec_shape_and_location(api: Api) -> None:
     assert answer.headers["Location"] == "/segments/AVITO_VOICE_MESSAGES"
     body = answer.body
     assert set(body) == {
-        "slug", "description", "auto_percent", "exclusion_group", "bucket_range", "created_at", "updated_at",
+        "slug", "description", "auto_percent", "exclusion_group", "bucket_range", "members", "created_at",
+        "updated_at",
     }  # fmt: skip
     assert body["description"] == "Voice messages" and body["auto_percent"] is None
-    assert api.get_segment("AVITO_VOICE_MESSAGES").body == body
+    assert body["members"] == {"explicit": 0, "opted_out": 0, "as_of": body["created_at"]}
+    read = api.get_segment("AVITO_VOICE_MESSAGES").body
+    assert {**read, "members": None} == {**body, "members": None}
+    assert read["members"]["explicit"] == 0 and read["members"]["as_of"] >= body["created_at"]
 
 
 @pytest.mark.parametrize("user_id", ["0", "01000", "-1", "1e3", "9223372036854775808", "abc", " 1"])

@@ -1,0 +1,101 @@
+"""A segment's member counts (`members` in its answers): kept by the stream's reader, exact once it has
+caught up, whatever is added, removed, opted out, expired, deleted or delivered twice."""
+
+from datetime import timedelta
+
+import pytest
+
+from tests.conftest import TABLE, indexes_caught_up
+from tests.support.api import Api
+from tests.support.background import Background, later
+from tests.support.streams import deliver
+
+
+@pytest.fixture
+def background(aws: None) -> Background:
+    return Background(TABLE)
+
+
+def members(api: Api, slug: str) -> tuple[int, int]:
+    body = api.get_segment(slug).body
+    return body["members"]["explicit"], body["members"]["opted_out"]
+
+
+def test_a_new_segment_counts_nobody(api: Api) -> None:
+    answer = api.create_segment("NEW")
+    assert answer.body["members"]["explicit"] == answer.body["members"]["opted_out"] == 0
+    assert answer.body["members"]["as_of"] == answer.body["created_at"]
+
+
+def test_adds_and_removes_are_counted_once_the_stream_has_caught_up(api: Api, background: Background) -> None:
+    api.create_segment("A")
+    for user in range(1, 6):
+        api.change_user(user, add=["A"])
+    api.change_user(2, remove=["A"])
+    api.change_user(3, add=["A"])  # already in: nothing changes
+    assert members(api, "A") == (0, 0)  # nothing delivered yet
+    background.settle()
+    assert members(api, "A") == (4, 0)
+
+
+def test_opt_outs_and_silent_adds_of_a_percentage_segment(api: Api, background: Background) -> None:
+    api.create_segment("P", auto_percent=100)
+    api.change_user(1, remove=["P"])  # out of the bucket: an opt-out
+    api.change_user(2, add=["P"])  # in by the bucket already: a silent explicit membership
+    api.change_user(1, add=["P"])  # the opt-out becomes a membership
+    api.change_user(3, remove=["P"])
+    background.settle()
+    assert members(api, "P") == (2, 1)
+
+
+def test_expiries_are_counted_when_the_sweeper_ends_them(api: Api, background: Background) -> None:
+    api.create_segment("E")
+    api.change_user(1, add=[{"slug": "E", "ttl_seconds": 60}])
+    api.change_user(2, add=["E"])
+    background.settle()
+    assert members(api, "E") == (2, 0)
+    indexes_caught_up()  # the sweeper finds expiries in the month index
+    with later(timedelta(minutes=2)):
+        assert background.sweep()["expired"] == 1
+    background.settle()
+    assert members(api, "E") == (1, 0)
+    assert api.segments_of(1) == []
+
+
+def test_a_deleted_slug_comes_back_counting_nobody(api: Api, background: Background) -> None:
+    api.create_segment("D")
+    api.change_user(1, add=["D"])
+    background.settle()
+    api.delete_segment("D")
+    api.create_segment("D")
+    background.finish()
+    assert members(api, "D") == (0, 0)
+    api.change_user(2, add=["D"])
+    background.settle()
+    assert members(api, "D") == (1, 0)
+
+
+def test_duplicate_deliveries_count_once(api: Api, background: Background) -> None:
+    api.create_segment("TWICE")
+    for user in range(1, 4):
+        api.change_user(user, add=["TWICE"])
+    api.change_user(1, remove=["TWICE"])
+    records = [record for record in background.tap.new_records() if background.accept(record)]
+    deliver("stream_table", records, batch_size=100)
+    deliver("stream_table", records, batch_size=100)  # the whole batch again
+    deliver("stream_table", records[::-1], batch_size=2)  # overlapping, out of order
+    assert members(api, "TWICE") == (2, 0)
+
+
+def test_lists_and_patches_show_the_counts(api: Api, background: Background) -> None:
+    api.create_segment("L1")
+    api.create_segment("L2")
+    api.change_user(1, add=["L1", "L2"])
+    api.change_user(2, add=["L2"])
+    background.settle()
+    indexes_caught_up()
+    listed = {
+        segment["slug"]: segment["members"]["explicit"] for segment in api.list_segments().body["segments"]
+    }
+    assert listed == {"L1": 1, "L2": 2}
+    assert api.patch_segment("L2", description="two").body["members"]["explicit"] == 2
