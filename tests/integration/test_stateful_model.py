@@ -427,12 +427,23 @@ class Machine(RuleBasedStateMachine):
 
     def background_catches_up(self, cleanup: bool) -> None:
         """Time passes: the indexes catch up and, with `cleanup`, every job finishes (the clean-ups'
-        second walks are due), as they would a few minutes later."""
+        second walks are due) and the expired memberships are ended, as they would be a few minutes
+        later; then every live segment's member counts are the model's."""
         self.clock.now += BACKGROUND_CATCHES_UP
         self.background.settle()
         if cleanup:
             self.background.sweep()
             self.background.settle()
+            self.counts_match_the_model()
+
+    def counts_match_the_model(self) -> None:
+        now = self.clock.now
+        for slug in self.model.segments:
+            states = [state for (_, segment), state in self.model.explicit.items() if segment == slug]
+            explicit = sum(kind == "member" and (until is None or now < until) for kind, until in states)
+            opted_out = sum(kind == "out" for kind, _ in states)
+            members = self.api.get_segment(slug).body["members"]
+            assert (members["explicit"], members["opted_out"]) == (explicit, opted_out), (slug, members)
 
     def tells_every_change(self, user: int, text: str) -> None:
         """Every line of a user's report is a change (an add while out, a remove while in), and the

@@ -2,8 +2,9 @@
 
 Every Query of an index (gsi1, gsi2) that the service's client sends is answered from a shadow table
 holding the table as it was `lag` ago: the table's stream records are applied to the shadow once they
-are that old (by the double's clock, from when the double first saw them, so the lag is never
-shorter than asked). Base-table reads are untouched. `catch_up()` applies everything at once: what a
+are that old, by the double's clock, from the service's write that made them (or, for a write made
+by another client, from when the double first saw it, so the lag is never shorter than asked).
+Base-table reads are untouched. `catch_up()` applies everything at once: what a
 client waiting out the lag would see.
 
 It uses botocore's public event hooks (`provide-client-params`) on the service's own client and
@@ -21,6 +22,7 @@ from typing import Any
 from tests.support.table import create_table
 
 SHADOW_SUFFIX = "-index-view"
+WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 
 
 class LaggingIndexes:
@@ -44,13 +46,14 @@ class LaggingIndexes:
         self.queries = 0
 
     def install(self, client: Any) -> "LaggingIndexes":
-        client.meta.events.register_first(
-            "provide-client-params.dynamodb.Query", self._redirect, unique_id="lagging-indexes"
-        )
+        events = client.meta.events
+        events.register_first("provide-client-params.dynamodb.Query", self._redirect, unique_id="lagging-q")
+        events.register("after-call.dynamodb", self._written, unique_id="lagging-w")
         return self
 
     def uninstall(self, client: Any) -> None:
-        client.meta.events.unregister("provide-client-params.dynamodb.Query", unique_id="lagging-indexes")
+        client.meta.events.unregister("provide-client-params.dynamodb.Query", unique_id="lagging-q")
+        client.meta.events.unregister("after-call.dynamodb", unique_id="lagging-w")
 
     def catch_up(self) -> None:
         """The index as it is once the lag has passed for every write made so far."""
@@ -63,11 +66,19 @@ class LaggingIndexes:
         self._apply(until=self._clock() - self.lag)
         params["TableName"] = self.shadow_name
 
-    def _apply(self, until: float) -> None:
+    def _written(self, model: Any, **_: Any) -> None:
+        """A write of the service's: its stream records are stamped now, when they were made."""
+        if model.name in WRITES:
+            self._ingest()
+
+    def _ingest(self) -> None:
         now = self._clock()
         fresh = self._shard.items[self._next :]
         self._next += len(fresh)
         self._pending.extend((now, json.loads(json.dumps(item.to_json(), default=_plain))) for item in fresh)
+
+    def _apply(self, until: float) -> None:
+        self._ingest()  # records of writes made by other clients: stamped when first seen
         due = [record for seen, record in self._pending if seen <= until]
         self._pending = [(seen, record) for seen, record in self._pending if seen > until]
         for record in due:
