@@ -1,7 +1,15 @@
-"""Figure 3: a fresh process serving its function's first event, against a fresh boto3 process.
+"""Figure 3: a function's cold start, against a fresh boto3 process making its client and one call.
 
-Both kinds of process talk to one moto server on loopback, reset and seeded the same way before
-every run, so each first event finds the data its events/ file names.
+Two cold starts, each with tracing as deployed (`Tracing: Active`: the X-Ray SDK records every call
+and sends it to a daemon, here a UDP socket that only listens):
+- init, as with SnapStart off: a fresh process imports the handler and serves its events/ event;
+- the restore path, for the functions template.yaml gives SnapStart: a process runs the init and the
+  before-snapshot hooks, then forks; the child, resuming from that memory as an instance restored from
+  the snapshot does, runs the after-restore hooks and serves the event. Timed from the fork to the
+  answer.
+
+All processes talk to one moto server on loopback, reset and seeded the same way before every run,
+so each first event finds the data its events/ file names.
 """
 
 import json
@@ -15,15 +23,13 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from benchmarks.harness import BUCKET, ENVIRONMENT, FUNCTIONS, ROOT, TABLE, Figure
 from tests.support.table import load_yaml
 
 # Runs in the fresh process: what Lambda's runtime does before and for the first event.
-HANDLER_SCRIPT = """
-import json, os, sys
-from {module} import lambda_handler
+CONTEXT = """
 class Context:
     function_name = "{name}"
     memory_limit_in_mb = 512
@@ -31,6 +37,11 @@ class Context:
     aws_request_id = "00000000-0000-0000-0000-000000000000"
     def get_remaining_time_in_millis(self):
         return 300000
+"""
+HANDLER_SCRIPT = """
+import json, os, sys
+from {module} import lambda_handler
+{context}
 with open(sys.argv[1], encoding="utf-8") as file:
     event = json.load(file)
 response = lambda_handler(event, Context())
@@ -38,6 +49,36 @@ status = response.get("statusCode") if isinstance(response, dict) else None
 sys.stderr.write(json.dumps({{"status": status}}))
 sys.stderr.flush()
 os._exit(0)  # Lambda keeps the process after the first event: tearing it down is no part of a cold start
+"""
+# SnapStart, as Lambda's Python runtime runs its hooks (snapshot_restore_py's registries): before the
+# snapshot in reverse order of registration, after the restore in order. The fork stands for the
+# restore: a new process resuming from the memory the hooks left.
+RESTORE_SCRIPT = """
+import json, os, sys, time
+from {module} import lambda_handler
+from snapshot_restore_py import get_after_restore, get_before_snapshot
+{context}
+before = get_before_snapshot()
+while before:
+    hook, args, kwargs = before.pop()
+    hook(*args, **kwargs)
+with open(sys.argv[1], encoding="utf-8") as file:
+    event = json.load(file)
+resumed = time.perf_counter()
+if os.fork() == 0:
+    running = time.perf_counter()
+    for hook, args, kwargs in get_after_restore():
+        hook(*args, **kwargs)
+    hooks_done = time.perf_counter()
+    response = lambda_handler(event, Context())
+    answered = time.perf_counter()
+    status = response.get("statusCode") if isinstance(response, dict) else None
+    timing = {{"seconds": answered - resumed, "fork": running - resumed, "hooks": hooks_done - running}}
+    sys.stderr.write(json.dumps({{"status": status, **timing}}))
+    sys.stderr.flush()
+    os._exit(0)
+os.wait()
+os._exit(0)
 """
 FLOOR_SCRIPT = """
 import os
@@ -59,15 +100,23 @@ os._exit(0)
 LEAVE_OUT = {"api_create_segment": {("SEGMENT#AVITO_VOICE_MESSAGES", "META")}}
 
 
-def functions_in_template() -> list[tuple[str, str, bool]]:
-    """(logical id, handler module, whether its policies allow S3) of every function, in template order."""
+class Function(NamedTuple):
+    name: str  # logical id
+    module: str  # handlers.<module>
+    uses_s3: bool  # its policies allow S3
+    snapstart: bool  # template.yaml gives it SnapStart
+
+
+def functions_in_template() -> list[Function]:
+    """Every function of template.yaml, in template order."""
     resources = load_yaml(ROOT / "template.yaml")["Resources"]
     found = []
     for logical_id, resource in resources.items():
         if resource.get("Type") == "AWS::Serverless::Function":
-            handler = resource["Properties"]["Handler"]
-            uses_s3 = "s3:" in json.dumps(resource["Properties"].get("Policies", []))
-            found.append((logical_id, handler.rsplit(".", 1)[0], uses_s3))
+            properties = resource["Properties"]
+            module = properties["Handler"].rsplit(".", 1)[0]
+            uses_s3 = "s3:" in json.dumps(properties.get("Policies", []))
+            found.append(Function(logical_id, module, uses_s3, "SnapStart" in properties))
     return found
 
 
@@ -99,6 +148,7 @@ class SeededServer:
     def reset(self, leave_out: set[tuple[str, str]]) -> None:
         import boto3
 
+        from tests.support.background import create_queues
         from tests.support.table import create_table
 
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
@@ -106,6 +156,7 @@ class SeededServer:
         dynamodb = boto3.client("dynamodb", endpoint_url=self.url)
         create_table(dynamodb, TABLE)
         boto3.client("s3", endpoint_url=self.url).create_bucket(Bucket=BUCKET)
+        create_queues(boto3.client("sqs", endpoint_url=self.url), TABLE)  # the stream function sends jobs
         for item in self.items:
             if (item["pk"]["S"], item["sk"]["S"]) not in leave_out:
                 dynamodb.put_item(TableName=TABLE, Item=item)
@@ -169,11 +220,54 @@ def run_fresh(script: str, environment: dict[str, str], *arguments: str) -> tupl
     return seconds, done.stderr
 
 
+def traced_as_deployed(environment: dict[str, str], name: str, task_root: str, daemon: str) -> dict[str, str]:
+    """What Lambda gives a function with `Tracing: Active`: no POWERTOOLS_TRACE_DISABLED, Lambda's task
+    root (powertools and the X-Ray SDK look for it), a sampled trace header and the daemon's address."""
+    traced = {key: value for key, value in environment.items() if key != "POWERTOOLS_TRACE_DISABLED"}
+    return traced | {
+        "LAMBDA_TASK_ROOT": task_root,
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "_X_AMZN_TRACE_ID": "Root=1-65f0c0de-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1",
+        "AWS_XRAY_DAEMON_ADDRESS": daemon,
+    }
+
+
+class Pairs:
+    """One figure's pairs: the measured side and its floor, run back to back."""
+
+    def __init__(self) -> None:
+        self.mine: list[float] = []
+        self.floors: list[float] = []
+
+    def add(self, mine: float, floor: float) -> None:
+        self.mine.append(mine)
+        self.floors.append(floor)
+
+    def figure(self, name: str, target: str, note: str) -> Figure:
+        # Each pair runs back to back, so its ratio cancels what the machine was doing at the time;
+        # the figure's ratio is the median of those, its value and floor the medians of each side.
+        return Figure(
+            name,
+            statistics.median(self.mine) * 1e3,
+            "ms",
+            statistics.median(self.floors) * 1e3,
+            target,
+            note,
+            paired_ratio=statistics.median(m / f for m, f in zip(self.mine, self.floors, strict=True)),
+        )
+
+
 def measure(repeats: int, only: list[str] | None = None) -> tuple[list[Figure], dict[str, float]]:
-    functions = [found for found in functions_in_template() if only is None or found[0] in only]
+    functions = [found for found in functions_in_template() if only is None or found.name in only]
     items = seed_items()
     figures, durations = [], {}
-    with SeededServer(items) as server, tempfile.TemporaryDirectory() as builds:
+    with (
+        SeededServer(items) as server,
+        tempfile.TemporaryDirectory() as builds,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as daemon,
+    ):
+        daemon.bind(("127.0.0.1", 0))
+        daemon_address = f"127.0.0.1:{daemon.getsockname()[1]}"
         environment = {
             **{
                 key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "POWERTOOLS_"))
@@ -184,59 +278,71 @@ def measure(repeats: int, only: list[str] | None = None) -> tuple[list[Figure], 
         }
         floor_script = FLOOR_SCRIPT.format(table=TABLE)
         s3_floor_script = S3_FLOOR_SCRIPT.format(table=TABLE, bucket=BUCKET)
-        for name, module, uses_s3 in functions:
-            event_file = ROOT / "events" / f"{module.split('.')[-1]}.json"
+        for function in functions:
+            event_file = ROOT / "events" / f"{function.module.split('.')[-1]}.json"
             if not event_file.exists():
                 continue
-            script = HANDLER_SCRIPT.format(module=module, name=name)
-            built = {**environment, "PYTHONPATH": str(build_function(name, Path(builds)))}
-            leave_out = LEAVE_OUT.get(module.split(".")[-1], set())
-            mine, base, ratios, s3_ratios, status = [], [], [], [], ""
+            context = CONTEXT.format(name=function.name)
+            script = HANDLER_SCRIPT.format(module=function.module, context=context)
+            restore_script = RESTORE_SCRIPT.format(module=function.module, context=context)
+            built = build_function(function.name, Path(builds))
+            traced = traced_as_deployed(environment, function.name, str(built), daemon_address)
+            traced["PYTHONPATH"] = str(built)
+            leave_out = LEAVE_OUT.get(function.module.split(".")[-1], set())
+            init, s3_init, restore = Pairs(), Pairs(), Pairs()
+            hooks: list[float] = []
+            forks: list[float] = []
+            status = restored_status = ""
             warm_ups = 1 if repeats > 1 else 0  # a first pair that only warms the file cache
             for attempt in range(repeats + warm_ups):
                 server.reset(leave_out)
-                seconds, written = run_fresh(script, built, str(event_file))
+                seconds, written = run_fresh(script, traced, str(event_file))
                 floor_seconds, _ = run_fresh(floor_script, environment)
-                s3_floor_seconds = run_fresh(s3_floor_script, environment)[0] if uses_s3 else 0.0
-                status = _status(written)
-                if attempt >= warm_ups:
-                    mine.append(seconds)
-                    base.append(floor_seconds)
-                    ratios.append(seconds / floor_seconds)
-                    if uses_s3:
-                        s3_ratios.append((seconds, s3_floor_seconds))
-            # Each pair runs back to back, so its ratio cancels what the machine was doing at the time;
-            # the figure's ratio is the median of those, its value and floor the medians of each side.
-            value, floor = statistics.median(mine), statistics.median(base)
-            durations[name] = value * 1e3
+                s3_floor_seconds = run_fresh(s3_floor_script, environment)[0] if function.uses_s3 else 0.0
+                status = _answer(written).get("status", "?")
+                if function.snapstart:
+                    server.reset(leave_out)
+                    answer = _answer(run_fresh(restore_script, traced, str(event_file))[1])
+                    if "seconds" not in answer:
+                        raise RuntimeError(f"the restored instance of {function.name} did not answer")
+                    restored_status = answer.get("status", "?")
+                if attempt < warm_ups:
+                    continue
+                init.add(seconds, floor_seconds)
+                if function.uses_s3:
+                    s3_init.add(seconds, s3_floor_seconds)
+                if function.snapstart:
+                    restore.add(answer["seconds"], floor_seconds)
+                    hooks.append(answer["hooks"])
+                    forks.append(answer["fork"])
+            durations[function.name] = statistics.median(init.mine) * 1e3
+            note = f"{function.module}, first event answered {status}, median of {repeats} pairs"
             figures.append(
-                Figure(
-                    f"cold_start_ratio.{name}",
-                    value * 1e3,
-                    "ms",
-                    floor * 1e3,
-                    "<= 1.3",
-                    f"{module}, first event answered {status}, median of {repeats} pairs",
-                    paired_ratio=statistics.median(ratios),
-                )
+                init.figure(f"cold_start_ratio.{function.name}", "reported", f"init, SnapStart off: {note}")
             )
-            if s3_ratios:
+            if function.uses_s3:
                 figures.append(
-                    Figure(
-                        f"cold_start_ratio.{name}.s3_floor",
-                        value * 1e3,
-                        "ms",
-                        statistics.median(floor for _, floor in s3_ratios) * 1e3,
+                    s3_init.figure(
+                        f"cold_start_ratio.{function.name}.s3_floor",
                         "reported",
-                        "the same runs against a floor that also makes the S3 client and one S3 call",
-                        paired_ratio=statistics.median(taken / floor for taken, floor in s3_ratios),
+                        "the same inits against a floor that also makes the S3 client and one S3 call",
+                    )
+                )
+            if function.snapstart:
+                hooks_ms, fork_ms = statistics.median(hooks) * 1e3, statistics.median(forks) * 1e3
+                figures.append(
+                    restore.figure(
+                        f"cold_start_ratio.{function.name}.restore",
+                        "<= 1.3",
+                        f"SnapStart: fork {fork_ms:.1f} ms, after-restore hooks {hooks_ms:.3f} ms, then the "
+                        f"first event, answered {restored_status}; same floors",
                     )
                 )
     return figures, durations
 
 
-def _status(stderr: str) -> str:
+def _answer(stderr: str) -> dict[str, Any]:
     try:
-        return str(json.loads(stderr.strip().splitlines()[-1])["status"])
-    except (ValueError, IndexError, KeyError):
-        return "?"
+        return dict(json.loads(stderr.strip().splitlines()[-1]))
+    except (ValueError, IndexError):
+        return {}

@@ -11,6 +11,7 @@ import sys
 from benchmarks.call_meter import Meter, metering
 from benchmarks.harness import ROOT, TABLE, Figure, moto_aws
 from tests.support.api import Api
+from tests.support.service_events import service_client
 
 HOT_SEGMENT = "AVITO_VOICE_MESSAGES"
 ITEM_SHARE_TARGET = 0.001
@@ -50,11 +51,7 @@ def measure(users: int, mixed_users: int, processes: int = 2) -> tuple[list[Figu
 
 
 def _service_clients() -> list[object]:
-    from dal.entities import shared_connection
-    from dal.factory import get_store
-
-    get_store()
-    return [shared_connection().client]
+    return [service_client()]  # every client the service makes (tests/support/service_events.py)
 
 
 def _in_processes(users: int, processes: int) -> Meter:

@@ -28,7 +28,8 @@ from typing import Any
 from local.emulator import Emulator
 
 FAILED_RECORD_AGE_S = 60
-_FUNCTION_IN_URI = re.compile(r"\$\{(\w+)\.Arn\}")
+# ${Function.Arn}, or ${FunctionAliaslive}: an AutoPublishAlias alias (SnapStart), its ARN its physical id
+_FUNCTION_IN_URI = re.compile(r"\$\{(\w+?)(?:\.Arn)?\}")
 
 
 @dataclass
@@ -66,9 +67,12 @@ def create_routes_from_openapi_body(
                 integration = operation["x-amazon-apigateway-integration"]
                 function = _FUNCTION_IN_URI.search(integration["uri"]["Fn::Sub"])
                 assert function is not None, integration
-                arn = lambdas.get_function(FunctionName=resources[function.group(1)])["Configuration"][
-                    "FunctionArn"
-                ]
+                target = resources[function.group(1)]
+                arn = (
+                    target
+                    if target.startswith("arn:")
+                    else lambdas.get_function(FunctionName=target)["Configuration"]["FunctionArn"]
+                )
                 created = apis.create_integration(
                     ApiId=api_id,
                     IntegrationType="AWS_PROXY",

@@ -2,11 +2,11 @@
 
 import os
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from tests.support.environment import moto_environment
+from tests.support.service_events import service_client  # before any botocore session: its hooks
 from tests.support.xdist_groups import GroupScheduling
 
 TABLE = "segments-test"
@@ -69,15 +69,6 @@ def indexes_caught_up() -> None:
     """Wait out the index lag (instantly): what a client sees once the indexes have caught up."""
     for lagging in INDEXES:
         lagging.catch_up()  # type: ignore[attr-defined]
-
-
-def service_client() -> Any:
-    """The DynamoDB client every function's store uses."""
-    from dal.entities import shared_connection
-    from dal.factory import get_store
-
-    get_store()
-    return shared_connection().client
 
 
 def _forget_containers(entities: object, factory: object, settings: object) -> None:

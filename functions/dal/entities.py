@@ -4,6 +4,7 @@ See docs/data-model.md for the access patterns each key and index serves.
 """
 
 import os
+from functools import lru_cache
 
 from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
@@ -433,23 +434,24 @@ ALL_MODELS: tuple[type[Model], ...] = (
 
 
 def bind_table(table_name: str) -> None:
-    """Point every model at the configured table (settings are read at cold start), through one connection.
+    """Point every model at the configured table (settings are read at cold start).
 
-    pynamodb gives each model a connection with a botocore session of its own, and each session loads
-    the DynamoDB service model again: a fifth of a cold start for every further model a function uses.
-    The models are views of one physical table, so the shared connection carries the widest schema.
-    Its botocore client is made here, once: pynamodb makes it on first use, and threads that start
-    together (a report's shards, the clean-up's writes) would each make one, a session and all.
+    pynamodb gives each model class a connection of its own, made on its first call: a botocore
+    session and client per model a function calls directly, each loading the DynamoDB service model
+    (docs/performance.md measures it). pynamodb has no public way to share one, so none is shared.
     """
     for model in ALL_MODELS:
         model.Meta.table_name = table_name
-    widest = max(ALL_MODELS, key=lambda model: len(model._get_schema()["global_secondary_indexes"]))
-    shared = widest._get_connection().connection
-    for model in ALL_MODELS:
-        model._get_connection().connection = shared
-    _ = shared.client
 
 
+@lru_cache(maxsize=1)
 def shared_connection() -> Connection:
-    """The one pynamodb connection every model uses once bind_table has run."""
-    return SegmentItem._get_connection().connection
+    """The container's one pynamodb Connection of its own: raw Queries that read items of several
+    kinds, which no single model can, and transactions (`TransactWrite(connection=...)`).
+
+    Its botocore client is made here, once: threads that start together (a report's shards) would
+    otherwise each make one, a session and all.
+    """
+    connection = Connection(region=_TableMeta.region)
+    _ = connection.client
+    return connection

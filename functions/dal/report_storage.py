@@ -4,7 +4,6 @@ import io
 import math
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,19 +30,11 @@ REQUEST_LIFETIME = timedelta(hours=1)
 STOP_CHECK_LINES = 5_000
 
 
-# The S3 operations this module uses, cut from botocore's model of 116 (tests/support/s3_model.py).
-S3_MODEL = str(Path(__file__).parent / "botocore_data")
-
-
 def s3_client(session: Any = None) -> Any:
-    """An S3 client from the botocore session the table's connection already holds: a session of its
-    own would load the endpoint and partition data again (about 65 ms of a report function's cold start).
-    Its model is the trimmed one, a thirtieth of the full one to parse (half of the client's making)."""
+    """An S3 client from the botocore session of the store's connection: a session of its own would
+    load the endpoint and partition data again (about 65 ms of a report function's cold start)."""
     connection = shared_connection()
     session = session or connection.session
-    search_paths = session.get_component("data_loader").search_paths
-    if S3_MODEL not in search_paths:
-        search_paths.insert(0, S3_MODEL)
     return session.create_client("s3", region_name=connection.region, config=Config(signature_version="s3v4"))
 
 

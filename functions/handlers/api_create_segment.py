@@ -5,12 +5,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from dal.factory import get_store
 from logic.segments import NewSegment, create_segment
-from models.api import CreateSegmentRequest
+from models.api import CreateSegmentRequest, compile_schemas
 from models.domain import MemberCounts
 from models.responses import segment_json
 from shared.clock import to_public, utc_now
 from shared.http import build_resolver, json_response, lambda_entry, parse_body
 from shared.observability import metrics
+from shared.snapstart import prepare_for_snapshot
 
 app = build_resolver()
 
@@ -26,3 +27,5 @@ def create() -> Response:
 
 
 lambda_handler = lambda_entry(app)
+
+prepare_for_snapshot(get_store, compile_schemas)

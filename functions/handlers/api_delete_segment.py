@@ -8,6 +8,7 @@ from logic.segments import delete_segment
 from shared.clock import utc_now
 from shared.http import build_resolver, lambda_entry, path_slug
 from shared.observability import metrics
+from shared.snapstart import prepare_for_snapshot
 
 app = build_resolver()
 
@@ -20,3 +21,5 @@ def delete(slug: str) -> Response:
 
 
 lambda_handler = lambda_entry(app)
+
+prepare_for_snapshot(get_store)

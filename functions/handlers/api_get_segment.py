@@ -7,6 +7,7 @@ from logic.segments import get_segment
 from models.responses import segment_json
 from shared.clock import to_public, utc_now
 from shared.http import build_resolver, json_response, lambda_entry, path_slug, query_params
+from shared.snapstart import prepare_for_snapshot
 
 app = build_resolver()
 
@@ -20,3 +21,5 @@ def get_one(slug: str) -> Response:
 
 
 lambda_handler = lambda_entry(app)
+
+prepare_for_snapshot(get_store)

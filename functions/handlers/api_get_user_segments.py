@@ -7,6 +7,7 @@ from logic.memberships import user_segments
 from models.responses import membership_json
 from shared.clock import to_public, utc_now
 from shared.http import build_resolver, json_response, lambda_entry, path_user_id, query_flag, query_params
+from shared.snapstart import prepare_for_snapshot
 
 app = build_resolver()
 
@@ -23,3 +24,5 @@ def read(user_id: str) -> Response:
 
 
 lambda_handler = lambda_entry(app)
+
+prepare_for_snapshot(get_store, get_catalog)

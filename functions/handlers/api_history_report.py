@@ -10,6 +10,7 @@ from logic.reports import ReportPending, parse_period
 from shared.clock import to_public, utc_now
 from shared.http import build_resolver, json_response, lambda_entry, parse_user_id, query_params
 from shared.settings import get_settings
+from shared.snapstart import prepare_for_snapshot
 
 app = build_resolver()
 
@@ -46,3 +47,5 @@ def report() -> Response:
 
 
 lambda_handler = lambda_entry(app)
+
+prepare_for_snapshot(get_report_storage, get_history_store, get_background_reports)

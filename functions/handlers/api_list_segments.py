@@ -14,6 +14,7 @@ from shared.http import (
     page_request,
     query_params,
 )
+from shared.snapstart import prepare_for_snapshot
 
 app = build_resolver()
 
@@ -35,3 +36,5 @@ def list_all() -> Response:
 
 
 lambda_handler = lambda_entry(app)
+
+prepare_for_snapshot(get_store)

@@ -4,10 +4,11 @@ from aws_lambda_powertools.event_handler import Response
 
 from dal.factory import get_store
 from logic.segments import SegmentPatch, get_segment, patch_segment
-from models.api import PatchSegmentRequest
+from models.api import PatchSegmentRequest, compile_schemas
 from models.responses import segment_json
 from shared.clock import to_public, utc_now
 from shared.http import build_resolver, json_response, lambda_entry, parse_body, path_slug
+from shared.snapstart import prepare_for_snapshot
 
 app = build_resolver()
 
@@ -25,3 +26,5 @@ def update(slug: str) -> Response:
 
 
 lambda_handler = lambda_entry(app)
+
+prepare_for_snapshot(get_store, compile_schemas)

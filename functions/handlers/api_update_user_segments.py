@@ -5,11 +5,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from dal.factory import get_catalog, get_store
 from logic.memberships import add_and_remove_segments
-from models.api import UserSegmentsRequest
+from models.api import UserSegmentsRequest, compile_schemas
 from shared.clock import utc_now
 from shared.http import build_resolver, json_response, lambda_entry, parse_body, path_user_id
 from shared.observability import metrics
 from shared.settings import get_settings
+from shared.snapstart import prepare_for_snapshot
 
 app = build_resolver()
 
@@ -33,3 +34,5 @@ def change(user_id: str) -> Response:
 
 
 lambda_handler = lambda_entry(app)
+
+prepare_for_snapshot(get_store, get_catalog, compile_schemas)

@@ -24,6 +24,7 @@ from models.domain import CleanupJob, CleanupPhase
 from shared.clock import utc_now
 from shared.job_retries import retried
 from shared.observability import logger, metrics, tracer
+from shared.snapstart import prepare_for_snapshot
 
 SAFETY_MARGIN_MS = 30_000
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -65,3 +66,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
     with processor(event["Records"], lambda record: run_job(record, context), context):
         processor.process()
     return processor.response()
+
+
+prepare_for_snapshot(get_store)

@@ -24,6 +24,7 @@ from logic.reports import ReportLink, parse_period
 from shared.clock import utc_now
 from shared.job_retries import retried
 from shared.observability import logger, metrics, tracer
+from shared.snapstart import prepare_for_snapshot
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
@@ -56,3 +57,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
     with processor(event["Records"], run_job, context):
         processor.process()
     return processor.response()
+
+
+prepare_for_snapshot(get_report_storage, get_history_store, get_background_reports)

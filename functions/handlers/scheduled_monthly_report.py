@@ -14,6 +14,7 @@ from dal.factory import get_background_reports, get_report_storage
 from logic.report_jobs import monthly_period, request_report
 from shared.clock import utc_now
 from shared.observability import logger, metrics, tracer
+from shared.snapstart import prepare_for_snapshot
 
 
 @logger.inject_lambda_context
@@ -26,3 +27,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     status = request_report(get_report_storage(), get_background_reports(), period, None, now)
     logger.info("monthly report", extra={"period": period.month, "status": status})
     return {"period": period.month, "status": status}
+
+
+prepare_for_snapshot(get_report_storage, get_background_reports)

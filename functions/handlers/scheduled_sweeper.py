@@ -16,6 +16,7 @@ from logic.expiries import end_expired, sweep_window
 from logic.jobs import CLEANUP, REPORT, due_job
 from shared.clock import utc_now
 from shared.observability import logger, metrics, tracer
+from shared.snapstart import prepare_for_snapshot
 
 
 @logger.inject_lambda_context
@@ -35,3 +36,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
     if any(done.values()):
         logger.info("swept", extra=done)
     return done
+
+
+prepare_for_snapshot(get_job_index)

@@ -20,6 +20,7 @@ from logic.counts import count_deltas
 from logic.history import ItemChange, history_rows
 from logic.jobs import Jobs, job_of
 from shared.observability import logger, metrics, tracer
+from shared.snapstart import prepare_for_snapshot
 
 TTL_PRINCIPAL = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
@@ -84,3 +85,6 @@ def _entity(raw: dict[str, Any]) -> str:
     change = raw["dynamodb"]
     image = change.get("NewImage") or change.get("OldImage") or {}
     return str(image.get("entity", {}).get("S", ""))
+
+
+prepare_for_snapshot(get_history_store)

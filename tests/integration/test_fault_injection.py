@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import TABLE
 from tests.support.api import Answer, Api, FakeContext
 from tests.support.faults import BEFORE, LOST_ANSWER, THROTTLES, Faults, injecting
+from tests.support.service_events import service_client
 from tests.support.streams import StreamTap, template_filter
 
 SEGMENTS = ["S0", "S1", "S2", "S3", "S4", "S5"]
@@ -298,9 +299,7 @@ def test_stream_processor_killed_between_history_writes_then_restarted_gives_the
             if calls["writes"] == kill_at_call * 10:
                 raise Killed
 
-    from dal.entities import shared_connection
-
-    events = shared_connection().client.meta.events
+    events = service_client().meta.events
     events.register_first("before-call.dynamodb", die_on_write, unique_id="kill")
     try:
         with pytest.raises(Killed):

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from shared.settings import Settings, SettingsError, get_settings
+from tests.support import sam_transform
 from tests.support.table import load_yaml_template
 
 TEMPLATE = load_yaml_template()
@@ -273,3 +274,28 @@ def test_presigned_link_lifetime_defaults_to_15_minutes_and_the_template_keeps_i
     for name, properties in FUNCTIONS.items():
         variables = properties.get("Environment", {}).get("Variables", {})
         assert int(variables.get("PRESIGNED_URL_SECONDS", 900)) <= 900, name
+
+
+@pytest.mark.skipif(not sam_transform.available(), reason="make test installs .venv-sam")
+def test_the_api_may_invoke_only_each_route_function_s_published_alias() -> None:
+    resources = sam_transform.transformed(SnapStart="true")["Resources"]
+    aliases = {
+        resource["Properties"]["FunctionName"]["Ref"]: logical_id
+        for logical_id, resource in resources.items()
+        if resource["Type"] == "AWS::Lambda::Alias"
+    }
+    assert set(aliases) == {name for name in FUNCTIONS if http_routes(name)}
+    (api,) = [resource for resource in resources.values() if resource["Type"] == "AWS::ApiGatewayV2::Api"]
+    uris = [
+        operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+        for path in api["Properties"]["Body"]["paths"].values()
+        for operation in path.values()
+    ]
+    assert len(uris) == 8 and all("Aliaslive}/invocations" in uri for uri in uris), uris
+    invoked = {
+        resource["Properties"]["FunctionName"]["Ref"]
+        for resource in resources.values()
+        if resource["Type"] == "AWS::Lambda::Permission"
+        and resource["Properties"]["Principal"] == "apigateway.amazonaws.com"
+    }
+    assert invoked == set(aliases.values())

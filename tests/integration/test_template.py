@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import sam_transform
 from tests.support.table import ROOT, load_yaml_template
 
 SAM = shutil.which("sam") or str(ROOT / ".venv-sam" / "bin" / "sam")
@@ -168,3 +169,63 @@ def test_every_job_queue_has_a_worker_with_partial_batch_responses_and_a_dead_le
         assert dead_letters["MessageRetentionPeriod"] == 1_209_600  # 14 days: a job waits to be redriven
         timeout = resources[worker]["Properties"]["Timeout"]
         assert properties["VisibilityTimeout"] >= 6 * timeout, queue
+
+
+# --- SnapStart -------------------------------------------------------------------------------------
+
+API_FUNCTIONS = {
+    name
+    for name, resource in load_yaml_template()["Resources"].items()
+    if resource["Type"] == "AWS::Serverless::Function"
+    and any(event["Type"] == "HttpApi" for event in resource["Properties"].get("Events", {}).values())
+}
+needs_translator = pytest.mark.skipif(not sam_transform.available(), reason="make test installs .venv-sam")
+
+
+def test_snapstart_is_a_parameter_on_by_default() -> None:
+    template = load_yaml_template()
+    parameter = template["Parameters"]["SnapStart"]
+    assert parameter["Default"] == "true" and parameter["AllowedValues"] == ["true", "false"]
+    assert template["Conditions"]["SnapStartOn"] == {"Fn::Equals": [{"Ref": "SnapStart"}, "true"]}
+
+
+def test_every_api_function_and_only_they_have_snapstart_behind_an_alias() -> None:
+    assert len(API_FUNCTIONS) == 8
+    for name, resource in load_yaml_template()["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        properties = resource["Properties"]
+        if name not in API_FUNCTIONS:  # no one waits on a background function's cold start
+            assert not {"SnapStart", "AutoPublishAlias"} & set(properties), name
+            continue
+        assert properties["AutoPublishAlias"] == "live", name
+        apply_on = {"Fn::If": ["SnapStartOn", "PublishedVersions", "None"]}
+        assert properties["SnapStart"] == {"ApplyOn": apply_on}, name
+        # a version keeps the setting it was published with: a new one must follow the parameter
+        assert "${SnapStart}" in properties["VersionDescription"]["Fn::Sub"], name
+        assert properties["VersionDeletionPolicy"] == "Delete", name  # its snapshot is billed while it exists
+
+
+@needs_translator
+@pytest.mark.parametrize("snapstart", ["true", "false"])
+def test_deployed_api_functions_are_snapshotted_as_the_parameter_says(snapstart: str) -> None:
+    resources = sam_transform.transformed(SnapStart=snapstart)["Resources"]
+    expected = "PublishedVersions" if snapstart == "true" else "None"
+    for name in API_FUNCTIONS:
+        function = sam_transform.resolve_conditions(resources[name], {"SnapStartOn": snapstart == "true"})
+        assert function["Properties"]["SnapStart"] == {"ApplyOn": expected}, name
+    for name in set(template_functions()) - API_FUNCTIONS:
+        assert "SnapStart" not in resources[name]["Properties"], name
+
+
+@needs_translator
+def test_changing_the_parameter_alone_publishes_new_versions() -> None:
+    on = sam_transform.transformed(SnapStart="true")["Resources"]
+    off = sam_transform.transformed(SnapStart="false")["Resources"]
+    versions = {name: resource for name, resource in on.items() if resource["Type"] == "AWS::Lambda::Version"}
+    assert len(versions) == 8
+    for name, version in versions.items():
+        assert off[name] == version and version["DeletionPolicy"] == "Delete", name
+        # The same logical id, but its Description (create-only) resolves to "SnapStart true" or
+        # "SnapStart false": CloudFormation replaces the version, publishing one with the new setting.
+        assert version["Properties"]["Description"] == {"Fn::Sub": "SnapStart ${SnapStart}"}, name

@@ -15,6 +15,8 @@ from typing import Any
 
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 
+from tests.support.service_events import service_client
+
 THROTTLES = ("ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded")
 BEFORE = (*THROTTLES, "TransactionConflict", "ReadTimeout", "ConnectTimeout")
 LOST_ANSWER = "ReadTimeoutAfterCommit"
@@ -78,21 +80,14 @@ class Faults:
 
 
 @contextmanager
-def injecting(faults: Faults, clients: list[Any] | None = None) -> Iterator[Faults]:
-    """Hook every DynamoDB call of the service's shared client (or the given clients) for the block."""
-    if clients is None:
-        from dal.entities import shared_connection
-        from dal.factory import get_store
-
-        get_store()  # binds the models to the table and builds the one connection
-        clients = [shared_connection().client]
-    for client in clients:
-        client.meta.events.register_first("before-call.dynamodb", faults.before_call, unique_id="faults-b")
-        # After every other after-call hook (the ClientRequestToken bridge records the commit first).
-        client.meta.events.register_last("after-call.dynamodb", faults.after_call, unique_id="faults-a")
+def injecting(faults: Faults) -> Iterator[Faults]:
+    """Faults on every DynamoDB call the service makes, whichever of its clients makes it, for the block."""
+    events = service_client().meta.events
+    events.register_first("before-call.dynamodb", faults.before_call, unique_id="faults-b")
+    # After every other after-call hook (the ClientRequestToken bridge records the commit first).
+    events.register_last("after-call.dynamodb", faults.after_call, unique_id="faults-a")
     try:
         yield faults
     finally:
-        for client in clients:
-            client.meta.events.unregister("before-call.dynamodb", unique_id="faults-b")
-            client.meta.events.unregister("after-call.dynamodb", unique_id="faults-a")
+        events.unregister("before-call.dynamodb", unique_id="faults-b")
+        events.unregister("after-call.dynamodb", unique_id="faults-a")
