@@ -61,22 +61,30 @@ def test_ttl_deletions_leave_no_stream_record(deployed_stack: DeployedStack, ttl
 def test_a_failing_stream_record_is_dead_lettered_by_its_age_not_by_its_retries(
     deployed_stack: DeployedStack,
 ) -> None:
-    # Given a membership item missing its fields, alone in the stream while this test waits: the
-    # emulator drops a record its batch reports failed (gap 6), so only a batch failing whole is
-    # retried, and it would share a retried batch with anything written meanwhile
-    deployed_stack.client("dynamodb").put_item(
-        TableName=deployed_stack.outputs["TableName"],
-        Item={"pk": {"S": "USER#9000000000"}, "sk": {"S": "SEG#POISONED"}, "entity": {"S": "MEMBERSHIP"}},
-    )
+    # Given membership items missing their fields, one more every two seconds: the emulator drops a
+    # record its batch reports failed (gap 6), so only a batch failing whole is retried, and a good
+    # record written meanwhile by anything else would join the retried batch and drop the poison. A
+    # fresh poisoned record in every retry keeps some batch failing whole until it ages out.
+    dynamodb = deployed_stack.client("dynamodb")
+    table = deployed_stack.outputs["TableName"]
+    poisoned = iter(range(1_000_000))
 
     def dead_letters() -> list[dict[str, Any]]:
+        dynamodb.put_item(
+            TableName=table,
+            Item={
+                "pk": {"S": "USER#9000000000"},
+                "sk": {"S": f"SEG#POISONED_{next(poisoned)}"},
+                "entity": {"S": "MEMBERSHIP"},
+            },
+        )
         return [
             m for m in queue_messages(deployed_stack, "StreamDeadLetterQueue") if "DDBStreamBatchInfo" in m
         ]
 
-    messages = eventually(dead_letters, timeout_s=150, interval_s=2)
+    messages = eventually(dead_letters, timeout_s=240, interval_s=2)
     assert messages
-    assert messages[0]["requestContext"]["condition"] == "MaxRecordAgeExceeded", (
+    assert {m["requestContext"]["condition"] for m in messages} == {"MaxRecordAgeExceeded"}, (
         "MiniStack now dead-letters a stream record after MaximumRetryAttempts: "
         "drop age_out_failing_records from local/emulator_gaps.py"
     )

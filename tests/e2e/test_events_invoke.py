@@ -62,4 +62,4 @@ def test_the_event_runs_on_its_deployed_function(deployed_stack: DeployedStack, 
     elif name == "scheduled_monthly_report":
         assert result["period"] == "2023-08", result  # the month before the event's time
     else:
-        assert name == "scheduled_sweeper" and set(result) == {"cleanup", "report"}, result
+        assert name == "scheduled_sweeper" and set(result) == {"cleanup", "report", "expired"}, result

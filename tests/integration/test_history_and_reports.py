@@ -382,7 +382,11 @@ def test_deleting_a_5000_member_segment_writes_5000_segment_deleted_rows_once_ea
     deliver("stream_table", records[::-1], batch_size=100)
     # Then the history holds exactly one segment_deleted row per member (counted with a Scan: moto
     # answers a GSI Query by sorting the whole table, so the report path is tested at smaller scale)
-    rows = [item for item in _scan_all() if item["entity"]["S"] == "HISTORY" and item["slug"]["S"] == "BIG"]
+    rows = [
+        item
+        for item in _scan_all()
+        if item.get("entity", {}).get("S") == "HISTORY" and item["slug"]["S"] == "BIG"
+    ]
     removals = [item for item in rows if item["operation"]["S"] == "remove"]
     assert len(rows) == len(removals) == 5000
     assert {item["reason"]["S"] for item in removals} == {"segment_deleted"}
