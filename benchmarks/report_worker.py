@@ -50,7 +50,7 @@ class PlainSegments:
     def rule_changes_of(self, slugs: Iterable[str]) -> list[Any]:
         return []
 
-    def slugs_with_rule_changes(self, month: str) -> set[str]:
+    def slugs_with_rule_changes(self, months: Iterable[str]) -> set[str]:
         return set()
 
     def percentage_segments(self, consistent: bool = False) -> list[Any]:

@@ -240,9 +240,14 @@ class DynamoSegmentStore:
         changes = [change for found in _READER.map(self.segment_rule_changes, slugs) for change in found]
         return sorted(changes, key=lambda change: (change.at, change.slug, change.generation))
 
-    def slugs_with_rule_changes(self, month: str) -> set[str]:
-        """The slugs whose rule changed in a month (YYYY-MM): one Query of its gsi1 partition."""
-        return {item.slug for item in RuleChangeItem.rules.query(rules_gsi1pk(month))}
+    def slugs_with_rule_changes(self, months: Iterable[str]) -> set[str]:
+        """The slugs whose rule changed in any of the months (YYYY-MM): one Query of each month's
+        gsi1 partition, several at once (a report of a month long past asks for every month since)."""
+
+        def of_month(month: str) -> set[str]:
+            return {item.slug for item in RuleChangeItem.rules.query(rules_gsi1pk(month))}
+
+        return set().union(*_READER.map(of_month, months))
 
     def delete_segment(
         self,

@@ -69,8 +69,8 @@ class RuleLog(Protocol):
         """The named slugs' rule changes, in time order."""
         ...
 
-    def slugs_with_rule_changes(self, month: str) -> set[str]:
-        """The slugs whose rule changed in a month (YYYY-MM)."""
+    def slugs_with_rule_changes(self, months: Iterable[str]) -> set[str]:
+        """The slugs whose rule changed in any of the months (YYYY-MM)."""
         ...
 
     def percentage_segments(self, consistent: bool = False) -> list[Segment]:
@@ -154,8 +154,7 @@ def rules_for_user(slugs: set[str], rules: RuleLog, period: Period, now: datetim
     those the user has rows of, and every segment whose rule may have held the user's bucket in the
     period: the live percentage segments and those whose rule changed (or ended) in or after it."""
     needed = set(slugs) | {segment.slug for segment in rules.percentage_segments(consistent=True)}
-    for month in months_from(period.month, now):
-        needed |= rules.slugs_with_rule_changes(month)
+    needed |= rules.slugs_with_rule_changes(months_from(period.month, now))
     return [change for change in rules.rule_changes_of(sorted(needed)) if change.at < period.end]
 
 

@@ -213,7 +213,7 @@ def test_every_range_change_and_every_deletion_is_in_the_rule_log(api: Api) -> N
     ]
     # and the month's index names both (once it has caught up), for the reports of earlier months
     indexes_caught_up()
-    assert store.slugs_with_rule_changes(utc_now().strftime("%Y-%m")) == {"VOICE", "PLAIN"}
+    assert store.slugs_with_rule_changes([utc_now().strftime("%Y-%m")]) == {"VOICE", "PLAIN"}
 
 
 def test_a_silent_add_is_stored_history_that_no_report_shows_and_the_replay_honours(api: Api) -> None:
