@@ -99,3 +99,20 @@ def test_lists_and_patches_show_the_counts(api: Api, background: Background) -> 
     }
     assert listed == {"L1": 1, "L2": 2}
     assert api.patch_segment("L2", description="two").body["members"]["explicit"] == 2
+
+
+def test_an_opt_out_outlives_the_end_of_the_percentage_and_a_later_remove(
+    api: Api, background: Background
+) -> None:
+    # Given user 3 opted out of B while it had a percentage, then B's percentage ended
+    api.create_segment("B", auto_percent=10)
+    api.change_user(3, remove=["B"])
+    assert api.patch_segment("B", auto_percent=None).status == 200
+    # When user 3 is removed from B again (found by a 25,000-step soak: the model dropped the opt-out)
+    answer = api.change_user(3, remove=["B"])
+    # Then nothing changes: the opt-out is still stored and counted, and a ramp keeps user 3 out
+    assert answer.body["removed"] == [] and answer.body["unchanged"] == ["B"], answer.body
+    background.settle()
+    assert members(api, "B") == (0, 1)
+    assert api.patch_segment("B", auto_percent=100).status == 200
+    assert "B" not in api.segments_of(3)

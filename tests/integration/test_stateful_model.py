@@ -374,8 +374,10 @@ class Machine(RuleBasedStateMachine):
         for slug in removes:
             if self.model.segments[slug] is not None:
                 self.model.explicit[(user, slug)] = ("out", None)
-            else:
-                self.model.explicit.pop((user, slug), None)
+            elif self.model.explicit.get((user, slug), ("none", None))[0] == "member":
+                # an opt-out stored while the segment had a percentage stays: a ramp later keeps
+                # the user out (docs/percentage-segments.md)
+                del self.model.explicit[(user, slug)]
         after = self.model.active(user, now)
         assert answer.body["segments"] == after, (answer.body, after)
         assert answer.body["added"] == sorted(s for s, _ in adds if s not in before), answer.body
