@@ -3,8 +3,10 @@
 import heapq
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
 from pynamodb.exceptions import TransactWriteError
@@ -33,6 +35,8 @@ from shared.clock import from_stored, to_stored
 T = TypeVar("T")
 APPLIED_MARK_SECONDS = 2 * 86_400  # past the stream's 24 hours of retention
 _EMPTY: Any = object()
+RECORDS_PER_TRANSACTION = 25  # each writes a row or two and its mark: well within 100 items
+TRANSACT_ITEMS = 100  # DynamoDB's limit per transaction
 
 
 class AppliedChange(NamedTuple):
@@ -56,28 +60,39 @@ class DynamoHistoryStore:
         self._writer = ThreadPoolExecutor(max_workers=8, thread_name_prefix="apply")
 
     def apply(self, changes: Sequence[AppliedChange]) -> int:
-        """Each stream record's rows and count changes, in one transaction per record, several at once;
-        how many rows were written. A record applied before (its mark is there) changes nothing."""
-        return sum(self._writer.map(self._apply, changes))
+        """The records' rows and count changes, several records to a transaction, several transactions
+        at once; how many rows were written. A record applied before (its mark is there) changes
+        nothing: a group holding one is applied again record by record. Each user's counts go to
+        that user's counter shard, so the items written do not depend on how records are grouped."""
+        return sum(self._writer.map(self._apply_group, _groups(changes)))
 
-    def _apply(self, change: AppliedChange) -> int:
+    def _apply_group(self, group: list[AppliedChange]) -> int:
+        try:
+            return self._apply(group)
+        except AppliedBefore:
+            if len(group) == 1:
+                return 0
+            return sum(self._apply_group([change]) for change in group)
+
+    def _apply(self, group: list[AppliedChange]) -> int:
         token = str(uuid.uuid4())
         for attempt in range(LOST_ANSWER_RESENDS + 1):
             try:
                 with TransactWrite(connection=shared_connection(), client_request_token=token) as tx:
-                    for row in dict.fromkeys(change.rows):
+                    for row in dict.fromkeys(row for change in group for row in change.rows):
                         tx.save(_item(row, self._shards))
-                    for update in _counter_updates(change):
+                    for update in _counter_updates(group):
                         tx.update(update[0], update[1])
-                    mark = AppliedRecordItem(
-                        user_pk(change.user_id), applied_sk(change.event_id), ttl=_mark_expiry()
-                    )
-                    tx.save(mark, condition=AppliedRecordItem.pk.does_not_exist())
-                return len(change.rows)
+                    for change in group:
+                        mark = AppliedRecordItem(
+                            user_pk(change.user_id), applied_sk(change.event_id), ttl=_mark_expiry()
+                        )
+                        tx.save(mark, condition=AppliedRecordItem.pk.does_not_exist())
+                return sum(len(dict.fromkeys(change.rows)) for change in group)
             except TransactWriteError as error:
                 reasons = [reason.code if reason else None for reason in error.cancellation_reasons]
                 if "ConditionalCheckFailed" in reasons:
-                    return 0  # applied by an earlier delivery
+                    raise AppliedBefore from error  # a record applied by an earlier delivery
                 if is_transient(error) and attempt < LOST_ANSWER_RESENDS:
                     continue  # sent again with its token: if it had committed, it is not applied twice
                 raise
@@ -97,16 +112,51 @@ class DynamoHistoryStore:
         return (_month_entry(item) for item in merged)
 
 
-def _counter_updates(change: AppliedChange) -> list[tuple[CounterItem, list[Any]]]:
-    by_generation: dict[tuple[str, int], list[Any]] = {}
-    for (slug, generation, kind), delta in sorted(change.deltas.items()):
-        attribute = CounterItem.explicit if kind == "explicit" else CounterItem.opted_out
-        by_generation.setdefault((slug, generation), []).append(attribute.add(delta))
-    shard = counter_shard(change.user_id)
+def _counter_updates(group: list[AppliedChange]) -> list[tuple[CounterItem, list[Any]]]:
+    """One update per counter shard the group touches: each user's changes go to the user's own shard
+    of the segment generation, however the records are grouped, summed when users share a shard (a
+    transaction names an item once)."""
+    deltas: Counter[tuple[str, int, int, str]] = Counter()
+    for change in group:
+        shard = counter_shard(change.user_id)
+        for (slug, generation, kind), delta in change.deltas.items():
+            deltas[(slug, generation, shard, kind)] += delta
+    by_shard: dict[tuple[str, int, int], list[Any]] = {}
+    for (slug, generation, shard, kind), delta in sorted(deltas.items()):
+        if delta:
+            attribute = CounterItem.explicit if kind == "explicit" else CounterItem.opted_out
+            by_shard.setdefault((slug, generation, shard), []).append(attribute.add(delta))
     return [
         (CounterItem(counter_pk(slug, generation, shard), CounterItem.SK), actions)
-        for (slug, generation), actions in by_generation.items()
+        for (slug, generation, shard), actions in by_shard.items()
     ]
+
+
+def _groups(changes: Sequence[AppliedChange]) -> list[list[AppliedChange]]:
+    """The records in groups of at most RECORDS_PER_TRANSACTION, each within DynamoDB's 100 items a
+    transaction, and none writing one history row twice (a transaction names an item once)."""
+    groups: list[list[AppliedChange]] = []
+    keys: set[tuple[int, datetime, str, Operation]] = set()
+    items = 0
+    for change in changes:
+        own = {(row.user_id, row.at, row.slug, row.operation) for row in change.rows}
+        size = len(own) + 1 + len({(slug, generation) for slug, generation, _ in change.deltas})  # at most
+        if (
+            not groups
+            or len(groups[-1]) >= RECORDS_PER_TRANSACTION
+            or items + size > TRANSACT_ITEMS
+            or keys & own
+        ):
+            groups.append([])
+            keys, items = set(), 0
+        groups[-1].append(change)
+        keys |= own
+        items += size
+    return groups
+
+
+class AppliedBefore(Exception):
+    """A record of the transaction was applied by an earlier delivery."""
 
 
 def _mark_expiry() -> int:

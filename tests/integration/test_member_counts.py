@@ -1,12 +1,12 @@
 """A segment's member counts (`members` in its answers): kept by the stream's reader, exact once it has
 caught up, whatever is added, removed, opted out, expired, deleted or delivered twice."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.conftest import TABLE, indexes_caught_up
-from tests.support.api import Api
+from tests.support.api import Api, call
 from tests.support.background import Background, later
 from tests.support.streams import deliver
 
@@ -85,6 +85,23 @@ def test_duplicate_deliveries_count_once(api: Api, background: Background) -> No
     deliver("stream_table", records, batch_size=100)  # the whole batch again
     deliver("stream_table", records[::-1], batch_size=2)  # overlapping, out of order
     assert members(api, "TWICE") == (2, 0)
+
+
+def test_a_batch_of_applied_and_new_records_applies_each_new_one_once(
+    api: Api, background: Background
+) -> None:
+    """Records are applied several to a transaction: one applied before must not hold the others back,
+    nor let them count twice."""
+    api.create_segment("MIXED")
+    for user in range(1, 61):
+        api.change_user(user, add=["MIXED"])
+    records = [record for record in background.tap.new_records() if background.accept(record)]
+    deliver("stream_table", records[::3], batch_size=100)  # a third of them, applied first
+    deliver("stream_table", records, batch_size=100)  # then every record, those among them too
+    assert members(api, "MIXED") == (60, 0)
+    indexes_caught_up()
+    report = call("api_history_report", query={"period": datetime.now(UTC).strftime("%Y-%m")})
+    assert report.body["rows"] == 60  # one history row each
 
 
 def test_lists_and_patches_show_the_counts(api: Api, background: Background) -> None:
