@@ -156,7 +156,10 @@ class SeededServer:
         dynamodb = boto3.client("dynamodb", endpoint_url=self.url)
         create_table(dynamodb, TABLE)
         boto3.client("s3", endpoint_url=self.url).create_bucket(Bucket=BUCKET)
-        create_queues(boto3.client("sqs", endpoint_url=self.url), TABLE)  # the stream function sends jobs
+        # the stream function sends jobs; the import functions sign links to the imports bucket
+        create_queues(
+            boto3.client("sqs", endpoint_url=self.url), TABLE, boto3.client("s3", endpoint_url=self.url)
+        )
         for item in self.items:
             if (item["pk"]["S"], item["sk"]["S"]) not in leave_out:
                 dynamodb.put_item(TableName=TABLE, Item=item)

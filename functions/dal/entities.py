@@ -23,6 +23,11 @@ def user_pk(user_id: int) -> str:
     return f"USER#{user_id}"
 
 
+def user_of(pk: str) -> int:
+    """The user whose partition `pk` (USER#{user_id}) is."""
+    return int(pk.removeprefix("USER#"))
+
+
 def membership_sk(slug: str) -> str:
     return f"SEG#{slug}"
 
@@ -161,6 +166,7 @@ class JobsIndex(GlobalSecondaryIndex["GenerationItem"]):
 
 CLEANUP_JOBS = "cleanup"
 REPORT_JOBS = "report"
+IMPORT_JOBS = "import"
 
 
 def jobs_gsi1pk(kind: str) -> str:
@@ -418,6 +424,115 @@ def report_request_pk(object_key: str) -> str:
     return f"REPORT#{object_key}"
 
 
+IMPORT_SK_PREFIX = "IMPORT#"
+
+
+def import_sk(import_id: str) -> str:
+    """sk of an import in its segment's partition (pk=SEGMENT#{slug}) and of a user's mark of it
+    (pk=USER#{user_id}). Import ids sort by creation time, so a segment's newest imports come first
+    in a descending Query."""
+    return f"{IMPORT_SK_PREFIX}{import_id}"
+
+
+def import_pk(import_id: str) -> str:
+    """pk of an import's chunks: a partition of their own, read by the import's workers and sweeper."""
+    return f"IMPORT#{import_id}"
+
+
+CHUNK_SK_PREFIX = "CHUNK#"
+
+
+def chunk_sk(number: int) -> str:
+    return f"{CHUNK_SK_PREFIX}{number:06d}"
+
+
+class ImportJobsIndex(GlobalSecondaryIndex["ImportItem"]):
+    class Meta:
+        index_name = "gsi1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
+
+
+class ImportItem(Model):
+    """pk=SEGMENT#{slug}, sk=IMPORT#{import_id}: a bulk change of the segment from an uploaded file, and
+    its job. While not finished it is in the jobs index (gsi1 JOBS#import), due when its upload link
+    has expired unused or its chunks made no progress for a while (docs/imports.md)."""
+
+    class Meta(_TableMeta):
+        pass
+
+    ENTITY = "IMPORT"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    entity = UnicodeAttribute(default=ENTITY)
+    import_id = UnicodeAttribute()
+    slug = UnicodeAttribute()
+    generation = NumberAttribute()
+    mode = UnicodeAttribute()  # add | remove
+    status = UnicodeAttribute()  # models.domain.ImportStatus
+    created_at = UnicodeAttribute()
+    upload_expires_at = UnicodeAttribute()
+    ttl_seconds = NumberAttribute(null=True)
+    expires_at = UnicodeAttribute(null=True)
+    started_at = UnicodeAttribute(null=True)
+    finished_at = UnicodeAttribute(null=True)
+    failure = UnicodeAttribute(null=True)
+    lines = NumberAttribute(default=0)
+    applied = NumberAttribute(default=0)
+    unchanged = NumberAttribute(default=0)
+    rejected = NumberAttribute(default=0)
+    chunks = NumberAttribute(null=True)
+    chunks_done = NumberAttribute(default=0)
+    source_etag = UnicodeAttribute(null=True)
+    upload_bytes = NumberAttribute(null=True)
+    errors_ready = BooleanAttribute(default=False)
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
+
+    jobs = ImportJobsIndex()
+
+
+class ImportChunkItem(Model):
+    """pk=IMPORT#{import_id}, sk=CHUNK#{number}: lines of the file one job applies, and what they did."""
+
+    class Meta(_TableMeta):
+        pass
+
+    ENTITY = "IMPORT_CHUNK"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    entity = UnicodeAttribute(default=ENTITY)
+    number = NumberAttribute()
+    first_line = NumberAttribute()
+    start = NumberAttribute()
+    end = NumberAttribute()
+    state = UnicodeAttribute(default="pending")  # pending | done | failed
+    applied = NumberAttribute(default=0)
+    unchanged = NumberAttribute(default=0)
+    rejected = NumberAttribute(default=0)
+
+
+class ImportMarkItem(Model):
+    """pk=USER#{user_id}, sk=IMPORT#{import_id}: the line of the import that decided the user, written in
+    the same transaction as the change it made (docs/imports.md); kept IMPORT_MARK_SECONDS."""
+
+    class Meta(_TableMeta):
+        pass
+
+    ENTITY = "IMPORT_MARK"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    entity = UnicodeAttribute(default=ENTITY)
+    line = NumberAttribute()
+    applied = BooleanAttribute()
+    ttl = NumberAttribute()
+
+
 ALL_MODELS: tuple[type[Model], ...] = (
     SegmentItem,
     CounterItem,
@@ -430,6 +545,9 @@ ALL_MODELS: tuple[type[Model], ...] = (
     MembershipItem,
     HistoryItem,
     ReportRequestItem,
+    ImportItem,
+    ImportChunkItem,
+    ImportMarkItem,
 )
 
 

@@ -11,6 +11,8 @@ from shared.settings import get_settings
 
 if TYPE_CHECKING:  # imported lazily: only the report functions need S3, only some need SQS
     from dal.history_store import DynamoHistoryStore
+    from dal.import_files import S3ImportFiles
+    from dal.imports import DynamoImportStore
     from dal.jobs import DynamoJobIndex, SqsJobQueue
     from dal.report_storage import DynamoBackgroundReports, S3ReportStorage
 
@@ -63,11 +65,15 @@ def get_background_reports() -> "DynamoBackgroundReports":
 
 @lru_cache(maxsize=4)
 def get_job_queue(kind: str) -> "SqsJobQueue":
-    """The queue of a kind of job (cleanup, report): its URL is a setting of the functions that send."""
+    """The queue of a kind of job (cleanup, report, import): a setting of the functions that send."""
     from dal.jobs import SqsJobQueue
 
     settings = get_settings()
-    url = {"cleanup": settings.cleanup_queue_url, "report": settings.report_queue_url}[kind]
+    url = {
+        "cleanup": settings.cleanup_queue_url,
+        "report": settings.report_queue_url,
+        "import": settings.import_queue_url,
+    }[kind]
     if not url:
         raise RuntimeError(f"{kind.upper()}_QUEUE_URL is not set")
     get_store()  # binds the connection whose botocore session the SQS client shares
@@ -87,3 +93,21 @@ def get_job_index() -> "DynamoJobIndex":
 
     get_store()
     return DynamoJobIndex()
+
+
+@lru_cache(maxsize=1)
+def get_import_store() -> "DynamoImportStore":
+    from dal.imports import DynamoImportStore
+
+    return DynamoImportStore(get_store())
+
+
+@lru_cache(maxsize=1)
+def get_import_files() -> "S3ImportFiles":
+    from dal.import_files import S3ImportFiles
+
+    settings = get_settings()
+    if not settings.imports_bucket:
+        raise RuntimeError("IMPORTS_BUCKET is not set")
+    get_store()  # binds the connection whose botocore session the S3 client shares
+    return S3ImportFiles(settings.imports_bucket, settings.presigned_url_seconds)

@@ -329,13 +329,13 @@ class DynamoSegmentStore:
         def write(tx: TransactWrite) -> None:
             for change in update.writes:
                 item = self.membership_item(change.record, shards[change.record.slug])
-                tx.save(item, condition=_at_revision(change.expected_revision))
+                tx.save(item, condition=at_revision(change.expected_revision))
             for guard in update.guards:
                 tx.condition_check(
                     MembershipItem,
                     user_pk(guard.user_id),
                     membership_sk(guard.slug),
-                    condition=_at_revision(guard.expected_revision),
+                    condition=at_revision(guard.expected_revision),
                 )
 
         self._transact(write, segment_slugs=[], token=token)
@@ -364,7 +364,7 @@ class DynamoSegmentStore:
     def end_membership(self, record: MembershipRecord, ended: MembershipRecord) -> bool:
         """Replace a member with its tombstone if it is still the record read; False if it moved on."""
         try:
-            self.membership_item(ended).save(condition=_at_revision(record.revision))
+            self.membership_item(ended).save(condition=at_revision(record.revision))
         except PutError as error:
             if _is_condition_failure(error):
                 return False
@@ -409,7 +409,7 @@ class DynamoSegmentStore:
     def drop_opt_out(self, record: MembershipRecord) -> None:
         item = MembershipItem(user_pk(record.user_id), membership_sk(record.slug))
         try:
-            item.delete(condition=_at_revision(record.revision))
+            item.delete(condition=at_revision(record.revision))
         except Exception as error:  # a newer write replaced it: nothing left to clean
             if not _is_condition_failure(error):
                 _raise_if_busy(error)
@@ -531,30 +531,36 @@ class DynamoSegmentStore:
         return item
 
     def _transact(self, write: Any, segment_slugs: list[str], token: str | None = None) -> None:
-        """One TransactWriteItems with a ClientRequestToken. A commit whose answer was lost (a timeout,
-        a reset connection) is sent again, the same token and all: DynamoDB answers it without applying
-        it twice (for 10 minutes), so the caller learns what happened instead of guessing."""
-        token = token or str(uuid.uuid4())
-        for attempt in range(LOST_ANSWER_RESENDS + 1):
-            try:
-                with TransactWrite(connection=self._connection, client_request_token=token) as tx:
-                    write(tx)
-                return
-            except TransactWriteError as error:
-                reasons = [reason.code if reason else None for reason in error.cancellation_reasons]
-                if "ConditionalCheckFailed" in reasons:
-                    failed = [slug for slug, code in zip(segment_slugs, reasons, strict=False) if code]
-                    raise ConcurrentChange([s for s in failed if s]) from error
-                if (
-                    "TransactionConflict" in reasons
-                    # getattr: pynamodb's property fails on a timeout, whose cause has no response
-                    or getattr(error, "cause_response_code", None) == "TransactionInProgressException"
-                ):
-                    raise ConcurrentChange([]) from error
-                if is_transient(error) and attempt < LOST_ANSWER_RESENDS:
-                    continue
-                _raise_if_busy(error)
-                raise
+        transact(self._connection, write, segment_slugs, token)
+
+
+def transact(connection: Any, write: Any, segment_slugs: list[str], token: str | None = None) -> None:
+    """One TransactWriteItems with a ClientRequestToken. A commit whose answer was lost (a timeout,
+    a reset connection) is sent again, the same token and all: DynamoDB answers it without applying
+    it twice (for 10 minutes), so the caller learns what happened instead of guessing. A failed
+    condition or a conflict is ConcurrentChange, naming the `segment_slugs` (the first items) that
+    failed."""
+    token = token or str(uuid.uuid4())
+    for attempt in range(LOST_ANSWER_RESENDS + 1):
+        try:
+            with TransactWrite(connection=connection, client_request_token=token) as tx:
+                write(tx)
+            return
+        except TransactWriteError as error:
+            reasons = [reason.code if reason else None for reason in error.cancellation_reasons]
+            if "ConditionalCheckFailed" in reasons:
+                failed = [slug for slug, code in zip(segment_slugs, reasons, strict=False) if code]
+                raise ConcurrentChange([s for s in failed if s]) from error
+            if (
+                "TransactionConflict" in reasons
+                # getattr: pynamodb's property fails on a timeout, whose cause has no response
+                or getattr(error, "cause_response_code", None) == "TransactionInProgressException"
+            ):
+                raise ConcurrentChange([]) from error
+            if is_transient(error) and attempt < LOST_ANSWER_RESENDS:
+                continue
+            _raise_if_busy(error)
+            raise
 
 
 def _months(start: datetime, end: datetime) -> Iterator[str]:
@@ -573,7 +579,7 @@ def _is_current(generation: int, revision: int) -> Condition:
     )
 
 
-def _at_revision(revision: int | None) -> Condition:
+def at_revision(revision: int | None) -> Condition:
     if revision is None:
         return MembershipItem.pk.does_not_exist()
     return MembershipItem.revision == revision

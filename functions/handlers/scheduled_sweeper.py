@@ -11,9 +11,11 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from dal.factory import get_job_index, get_job_queue, get_store
+from dal.factory import get_import_store, get_job_index, get_job_queue, get_store
+from dal.imports import import_of
 from logic.expiries import end_expired, sweep_window
-from logic.jobs import CLEANUP, REPORT, due_job
+from logic.imports import sweep_import
+from logic.jobs import CLEANUP, IMPORT, REPORT, due_job
 from shared.clock import utc_now
 from shared.observability import logger, metrics, tracer
 from shared.snapstart import prepare_for_snapshot
@@ -28,6 +30,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
         jobs = [due_job(kind, item) for item in get_job_index().due(kind, now)]
         done[kind] = get_job_queue(kind).send(jobs) if jobs else 0
         metrics.add_metric(name=f"JobsResent.{kind}", unit=MetricUnit.Count, value=done[kind])
+    done[IMPORT] = 0
+    for item in get_job_index().due(IMPORT, now):
+        outcome = sweep_import(get_import_store(), get_job_queue(IMPORT), import_of(item), now)
+        logger.info("import swept", extra={"import_id": item["import_id"]["S"], "outcome": outcome})
+        done[IMPORT] += 1
+    metrics.add_metric(name="ImportsSwept", unit=MetricUnit.Count, value=done[IMPORT])
     store = get_store()
     start, end = sweep_window(store.swept_until(), now)
     done["expired"] = end_expired(store, store.expiring_members(start, end), now)

@@ -6,6 +6,7 @@ from typing import Any
 
 CLEANUP = "cleanup"
 REPORT = "report"
+IMPORT = "import"
 
 
 def job_of(entity: str, event_name: str, change: dict[str, Any]) -> dict[str, Any] | None:
@@ -32,6 +33,14 @@ def cleanup_job(slug: str, generation: int) -> dict[str, Any]:
 
 def report_job(key: str) -> dict[str, Any]:
     return {"kind": REPORT, "key": key}
+
+
+def import_job(step: str, slug: str, import_id: str, chunk: int | None = None) -> dict[str, Any]:
+    """A step of an import (start, chunk, finish); its upload's S3 event is the first start."""
+    job: dict[str, Any] = {"kind": IMPORT, "step": step, "slug": slug, "import_id": import_id}
+    if chunk is not None:
+        job["chunk"] = chunk
+    return job
 
 
 class Jobs:

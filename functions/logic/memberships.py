@@ -43,7 +43,7 @@ class UpdateResult(NamedTuple):
     segments: list[str]
 
 
-class _Plan:
+class Plan:
     def __init__(self) -> None:
         self.writes: list[MembershipWrite] = []
         self.guards: list[MembershipGuard] = []
@@ -112,9 +112,9 @@ def add_and_remove_segments(
         if any(segment.fenced_at(started, FENCE_TIMEOUT) for segment in segments.values()):
             continue  # a rule change or deletion is being decided: it takes a few milliseconds
         records = {record.slug: record for record in store.user_records(user_id, consistent=True)}
-        now = _after_every_change(_after_every_rule(started, segments.values()), records)
+        now = after_every_change(after_every_rule(started, segments.values()), records)
         expiries = {add.slug: _expiry(add, now) for add in adds}
-        plan = _plan(user_id, segments, records, expiries, removes, now)
+        plan = plan_changes(user_id, segments, records, expiries, removes, now)
         update = UserUpdate([segments[slug] for slug in named], plan.writes, plan.guards)
         # Everything the answer needs is read before the commit: a failure after it would answer 503
         # for a change that was made.
@@ -134,14 +134,14 @@ def add_and_remove_segments(
     raise ServiceBusy(f"user {user_id} is being changed concurrently; try again", retry_after=1)
 
 
-def _after_every_rule(now: datetime, segments: Iterable[Segment]) -> datetime:
+def after_every_rule(now: datetime, segments: Iterable[Segment]) -> datetime:
     """A change decided under a segment's rule takes effect after that rule did: the per-user replay
     then sees the rule the request saw (a rule set on another machine may carry a later clock)."""
     latest = max((segment.decided_since for segment in segments), default=now)
     return now if latest < now else latest + timedelta(microseconds=1)
 
 
-def _after_every_change(now: datetime, records: dict[str, MembershipRecord]) -> datetime:
+def after_every_change(now: datetime, records: dict[str, MembershipRecord]) -> datetime:
     """A change takes effect after every change already stored for the user: history keeps their order
     even when this request started before a concurrent one that committed first."""
     stamps = [record.change.at for record in records.values() if record.change]
@@ -153,15 +153,18 @@ def _after_every_change(now: datetime, records: dict[str, MembershipRecord]) -> 
     return latest + timedelta(microseconds=1)
 
 
-def _plan(
+def plan_changes(
     user_id: int,
     segments: dict[str, Segment],
     records: dict[str, MembershipRecord],
     expiries: dict[str, datetime | None],
     removes: list[str],
     now: datetime,
-) -> _Plan:
-    plan = _Plan()
+    reason: Reason = Reason.MANUAL,
+) -> "Plan":
+    """What adding (with each expiry) and removing the named segments writes and answers, as of `now`:
+    the one rule for a request and for each line of an import (reason `import`)."""
+    plan = Plan()
     buckets: dict[str, int] = {}
     for slug, expires_at in expiries.items():
         segment, record = segments[slug], records.get(slug)
@@ -181,7 +184,7 @@ def _plan(
             plan.unchanged.append(slug)
             continue
         # Bucketed users become explicit members silently: they were in already, no report shows it.
-        change = Change(Operation.ADD, Reason.MANUAL, now, silent=source is Source.AUTO)
+        change = Change(Operation.ADD, reason, now, silent=source is Source.AUTO)
         member = MembershipRecord(
             user_id, slug, segment.generation, MembershipState.MEMBER, next_revision, now, expires_at, change
         )
@@ -192,7 +195,7 @@ def _plan(
         source = _source(segment, record, user_id, now, buckets)
         revision = record.revision if record else None
         # An opt-out of a user the bucket left out anyway changes nothing visible: a silent change.
-        change = Change(Operation.REMOVE, Reason.MANUAL, now, silent=source is None)
+        change = Change(Operation.REMOVE, reason, now, silent=source is None)
         if segment.is_percentage and not (record is not None and record.is_opt_out_of(segment.generation)):
             # Manual changes win over buckets: the opt-out is stored so later ramps keep the user out.
             state = MembershipState.OPTED_OUT

@@ -8,10 +8,12 @@ body routes a quarter of their cold start: see docs/performance.md.)
 """
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from logic.buckets import percent_to_units
 from logic.memberships import SegmentAdd
+from models.domain import ImportMode
 from models.errors import InvalidRequest
 from models.formats import SLUG_RE, parse_timestamp
 
@@ -64,6 +66,18 @@ USER_SEGMENTS_SCHEMA: dict[str, Any] = {
             },
         },
         "remove": {"type": "array", "maxItems": MAX_SLUGS_PER_UPDATE, "items": _SLUG},
+    },
+}
+
+
+CREATE_IMPORT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["mode"],
+    "properties": {
+        "mode": {"enum": ["add", "remove"]},
+        "ttl_seconds": {"type": ["integer", "null"], "exclusiveMinimum": 0, "maximum": MAX_TTL_SECONDS},
+        "expires_at": {"type": ["string", "null"], "maxLength": MAX_TIMESTAMP},
     },
 }
 
@@ -131,6 +145,25 @@ class UserSegmentsRequest(NamedTuple):
         )
 
 
+class CreateImportRequest(NamedTuple):
+    mode: ImportMode
+    ttl_seconds: int | None
+    expires_at: datetime | None
+
+    @classmethod
+    def parse(cls, document: dict[str, Any]) -> "CreateImportRequest":
+        check_shape(CREATE_IMPORT_SCHEMA, document)
+        mode = ImportMode(document["mode"])
+        ttl, expires_at = document.get("ttl_seconds"), document.get("expires_at")
+        if ttl is not None and not isinstance(ttl, int):
+            raise _invalid("ttl_seconds", "must be a whole number of seconds")
+        if ttl is not None and expires_at is not None:
+            raise _invalid("body", "give at most one of ttl_seconds and expires_at")
+        if mode is ImportMode.REMOVE and (ttl is not None or expires_at is not None):
+            raise _invalid("mode", "ttl_seconds and expires_at go only with mode add")
+        return cls(mode, ttl, parse_timestamp(expires_at))
+
+
 def check_shape(schema: dict[str, Any], document: Any) -> None:
     """400 with the first field that breaks the schema, named as a dotted path (add.0.slug)."""
     from fastjsonschema import JsonSchemaValueException
@@ -144,7 +177,7 @@ def check_shape(schema: dict[str, Any], document: Any) -> None:
 
 def compile_schemas() -> None:
     """Compile every request schema now, not in a first request (SnapStart: before the snapshot)."""
-    for schema in (CREATE_SEGMENT_SCHEMA, PATCH_SEGMENT_SCHEMA, USER_SEGMENTS_SCHEMA):
+    for schema in (CREATE_SEGMENT_SCHEMA, PATCH_SEGMENT_SCHEMA, USER_SEGMENTS_SCHEMA, CREATE_IMPORT_SCHEMA):
         _validator(schema)
 
 

@@ -43,6 +43,15 @@ class SegmentNotFound(DomainError):
         super().__init__(f"No segment with slug {slug!r}", slug=slug)
 
 
+class ImportNotFound(DomainError):
+    status = 404
+    problem = "import-not-found"
+    title = "Import not found"
+
+    def __init__(self, slug: str, import_id: str) -> None:
+        super().__init__(f"Segment {slug!r} has no import {import_id!r}", slug=slug, import_id=import_id)
+
+
 class SegmentsMissing(DomainError):
     status = 404
     problem = "segments-not-found"

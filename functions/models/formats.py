@@ -12,6 +12,7 @@ SLUG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
 SLUG_RE = re.compile(SLUG_PATTERN, re.ASCII)
 USER_ID_RE = re.compile(r"^[1-9][0-9]{0,18}$", re.ASCII)
 MAX_USER_ID = 2**63 - 1
+IMPORT_ID_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$", re.ASCII)  # a ULID in Crockford's base 32
 
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$", re.ASCII)
 

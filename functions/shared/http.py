@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from models.errors import DomainError, InvalidRequest, PayloadTooLarge, ServiceBusy, UnsupportedMediaType
-from models.formats import MAX_USER_ID, SLUG_RE, USER_ID_RE
+from models.formats import IMPORT_ID_RE, MAX_USER_ID, SLUG_RE, USER_ID_RE
 from shared.observability import logger, metrics, tracer
 
 MAX_BODY_BYTES = 64 * 1024
@@ -94,6 +94,16 @@ def path_slug(event: APIGatewayProxyEventV2) -> str:
     return slug
 
 
+def path_import_id(event: APIGatewayProxyEventV2) -> str:
+    import_id = (event.path_parameters or {}).get("import_id", "")
+    if not IMPORT_ID_RE.fullmatch(import_id):
+        raise InvalidRequest(
+            "import_id must be an import's id, 26 characters like 01J9Z3Q8F6T5E4D3C2B1A0ZYXW",
+            errors=[{"field": "import_id", "message": "not a valid import id"}],
+        )
+    return import_id
+
+
 def path_user_id(event: APIGatewayProxyEventV2) -> int:
     return parse_user_id((event.path_parameters or {}).get("user_id", ""))
 
@@ -154,6 +164,16 @@ def page_request(params: dict[str, str]) -> tuple[int, str | None]:
             "cursor is not one this service issued", errors=[{"field": "cursor", "message": "invalid"}]
         )
     return int(limit_text), after
+
+
+def import_page_request(params: dict[str, str]) -> tuple[int, str | None]:
+    """`limit` and `cursor` as for segments; a cursor of imports names the last import of a page."""
+    limit, after = page_request(params)
+    if after is not None and not IMPORT_ID_RE.fullmatch(after):
+        raise InvalidRequest(
+            "cursor is not one this service issued", errors=[{"field": "cursor", "message": "invalid"}]
+        )
+    return limit, after
 
 
 def encode_cursor(slug: str) -> str:

@@ -30,6 +30,9 @@ class Settings(NamedTuple):
     # The job queues (docs/background-jobs.md): set on the functions that send to them.
     cleanup_queue_url: str | None = None
     report_queue_url: str | None = None
+    import_queue_url: str | None = None
+    # The bucket imports are uploaded to (docs/imports.md), on the functions that sign its links or read it.
+    imports_bucket: str | None = None
     # SQS moves a job to its dead-letter queue after this many receives (template: maxReceiveCount).
     job_max_receives: int = 5
     # A failed job is tried again after this long, doubled at each failure (template: JobRetrySeconds).

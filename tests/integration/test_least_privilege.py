@@ -18,6 +18,24 @@ FUNCTIONS = {
     if resource["Type"] == "AWS::Serverless::Function"
 }
 REPORT_FUNCTIONS = {"HistoryReportFunction", "ReportWorkerFunction", "MonthlyReportFunction"}
+IMPORT_FUNCTIONS = {
+    "CreateImportFunction",
+    "ListImportsFunction",
+    "GetImportFunction",
+    "ImportWorkerFunction",
+}
+# Each bucket, the prefix its objects live under, the functions that may touch it, and the setting
+# that names it to them.
+BUCKETS = {
+    "ReportsBucket": ("reports/", REPORT_FUNCTIONS, "REPORTS_BUCKET"),
+    "ImportsBucket": ("imports/", IMPORT_FUNCTIONS, "IMPORTS_BUCKET"),
+}
+OBJECT_ACTIONS = {
+    "ReportsBucket": {"s3:GetObject", "s3:PutObject", "s3:GetObjectTagging", "s3:PutObjectTagging"}
+    | {"s3:AbortMultipartUpload"},
+    # an import's upload is deleted when the import ends (and its copy, and the errors' parts)
+    "ImportsBucket": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"},
+}
 DYNAMO_WRITES = {
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
@@ -62,9 +80,11 @@ def resource_text(resource: Any) -> str:
     return json.dumps(resource)
 
 
-def touches_bucket(statement: dict[str, Any]) -> bool:
-    return any("ReportsBucket" in resource_text(r) for r in as_list(statement["Resource"])) or any(
-        action.startswith("s3:") for action in as_list(statement["Action"])
+def touches_bucket(statement: dict[str, Any], bucket: str) -> bool:
+    resources = [resource_text(r) for r in as_list(statement["Resource"])]
+    return any(bucket in text for text in resources) or (
+        any(action.startswith("s3:") for action in as_list(statement["Action"]))
+        and not any(other in text for other in BUCKETS if other != bucket for text in resources)
     )
 
 
@@ -75,8 +95,14 @@ READ_ONLY = sorted(
 )
 
 
-def test_the_read_only_functions_are_the_three_get_routes() -> None:
-    assert READ_ONLY == ["GetSegmentFunction", "GetUserSegmentsFunction", "ListSegmentsFunction"]
+def test_the_read_only_functions_are_the_get_routes() -> None:
+    assert READ_ONLY == [
+        "GetImportFunction",
+        "GetSegmentFunction",
+        "GetUserSegmentsFunction",
+        "ListImportsFunction",
+        "ListSegmentsFunction",
+    ]
 
 
 def test_every_function_has_inline_statements_only_and_no_role_or_managed_policy() -> None:
@@ -97,67 +123,52 @@ def test_no_wildcard_action_or_resource(function: str) -> None:
         for resource in as_list(statement["Resource"]):
             text = resource_text(resource)
             assert not isinstance(resource, str), (function, "literal ARN", text)
-            # The one prefix wildcard allowed: objects under the bucket's reports/ prefix.
-            assert "*" not in text or text == "${ReportsBucket.Arn}/reports/*", (function, text)
+            # The one prefix wildcard allowed: objects under a bucket's own prefix.
+            allowed = {f"${{{bucket}.Arn}}/{prefix}*" for bucket, (prefix, _, _) in BUCKETS.items()}
+            assert "*" not in text or text in allowed, (function, text)
 
 
 @pytest.mark.parametrize("function", READ_ONLY)
 def test_read_only_functions_may_only_get_and_query(function: str) -> None:
-    reads = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"}
+    reads = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "s3:GetObject"}
     assert actions_of(function) <= reads, actions_of(function)
 
 
-def test_only_the_report_functions_touch_the_bucket_and_only_under_reports() -> None:
+@pytest.mark.parametrize("bucket", sorted(BUCKETS))
+def test_only_its_own_functions_touch_a_bucket_and_only_under_its_prefix(bucket: str) -> None:
+    prefix, allowed, setting = BUCKETS[bucket]
     for name in FUNCTIONS:
-        bucket_statements = [statement for statement in statements(name) if touches_bucket(statement)]
-        if name not in REPORT_FUNCTIONS:
+        bucket_statements = [statement for statement in statements(name) if touches_bucket(statement, bucket)]
+        if name not in allowed:
             assert bucket_statements == [], name
-            assert "REPORTS_BUCKET" not in FUNCTIONS[name].get("Environment", {}).get("Variables", {}), name
+            assert setting not in FUNCTIONS[name].get("Environment", {}).get("Variables", {}), name
             continue
         assert bucket_statements, name
         for statement in bucket_statements:
             resources = [resource_text(r) for r in as_list(statement["Resource"])]
-            if resources == ["ReportsBucket.Arn"]:
-                # The bucket itself: listing only, so that a report not written yet is a 404, not a 403.
+            if resources == [f"{bucket}.Arn"]:
+                # The bucket itself: listing only, so that an object not written yet is a 404, not a 403.
                 assert statement["Action"] == ["s3:ListBucket"], (name, statement)
                 continue
-            assert resources == ["${ReportsBucket.Arn}/reports/*"], name
-            # Object actions only: no listing, no deleting, no bucket or ACL changes.
-            assert set(statement["Action"]) <= {
-                "s3:GetObject",
-                "s3:PutObject",
-                "s3:GetObjectTagging",
-                "s3:PutObjectTagging",
-                "s3:AbortMultipartUpload",
-            }, (name, statement["Action"])
+            assert resources == [f"${{{bucket}.Arn}}/{prefix}*"], name
+            # Object actions only: no listing, no bucket or ACL changes.
+            assert set(statement["Action"]) <= OBJECT_ACTIONS[bucket], (name, statement["Action"])
 
 
-@pytest.mark.parametrize("function", sorted(REPORT_FUNCTIONS))
-def test_report_functions_write_only_report_requests_to_the_table(function: str) -> None:
-    for statement in statements(function):
-        if set(as_list(statement["Action"])) & DYNAMO_WRITES:
-            leading = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
-            assert leading == ["REPORT#*"], (function, statement)
-
-
-def test_the_stream_reader_writes_only_history_and_counts() -> None:
-    actions = actions_of("StreamFunction")
-    assert not actions & {"dynamodb:DeleteItem", "dynamodb:TransactWriteItems", "dynamodb:BatchWriteItem"}
-    writes = {}
-    for statement in statements("StreamFunction"):
-        dynamo = {action for action in as_list(statement["Action"]) if action.startswith("dynamodb:")}
-        if not dynamo:
-            continue
-        leading = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
-        if dynamo & DYNAMO_WRITES:
-            writes[frozenset(dynamo)] = leading
-        else:
-            assert dynamo == {"dynamodb:GetItem"} and leading == ["SEGMENT#*"], statement
-    # history rows and applied marks live in the user's partition; counts in the counter shards
-    assert writes == {
-        frozenset({"dynamodb:PutItem"}): ["USER#*"],
-        frozenset({"dynamodb:UpdateItem"}): ["COUNT#*"],
-    }
+def test_the_import_worker_writes_only_users_its_import_and_its_chunks() -> None:
+    writes = sorted(
+        (action, statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"])
+        for statement in statements("ImportWorkerFunction")
+        for action in as_list(statement["Action"])
+        if action in DYNAMO_WRITES
+    )
+    # a user's change and mark (USER#), the import in its segment's partition, its chunks (IMPORT#)
+    assert writes == [
+        ("dynamodb:BatchWriteItem", ["IMPORT#*"]),
+        ("dynamodb:PutItem", ["USER#*"]),
+        ("dynamodb:UpdateItem", ["IMPORT#*"]),
+        ("dynamodb:UpdateItem", ["SEGMENT#*"]),
+    ]
 
 
 def test_only_the_cleanup_deletes_users_items_and_segment_writers_only_the_rule_set_entry() -> None:
@@ -212,8 +223,9 @@ def test_the_http_api_requires_iam_auth_by_default() -> None:
                 assert "Auth" not in event["Properties"], name
 
 
-def test_the_bucket_blocks_public_access_and_encrypts() -> None:
-    bucket = RESOURCES["ReportsBucket"]["Properties"]
+@pytest.mark.parametrize("name", sorted(BUCKETS))
+def test_the_buckets_block_public_access_and_encrypt(name: str) -> None:
+    bucket = RESOURCES[name]["Properties"]
     assert bucket["PublicAccessBlockConfiguration"] == {
         "BlockPublicAcls": True,
         "BlockPublicPolicy": True,
@@ -226,24 +238,38 @@ def test_the_bucket_blocks_public_access_and_encrypts() -> None:
     assert "AccessControl" not in bucket and "WebsiteConfiguration" not in bucket
 
 
-def test_the_bucket_expires_reports_after_30_days() -> None:
-    rules = RESOURCES["ReportsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+@pytest.mark.parametrize("name", sorted(BUCKETS))
+def test_the_buckets_expire_their_objects_after_30_days(name: str) -> None:
+    rules = RESOURCES[name]["Properties"]["LifecycleConfiguration"]["Rules"]
     expiring = [rule for rule in rules if rule["Status"] == "Enabled" and rule.get("ExpirationInDays") == 30]
-    assert len(expiring) == 1 and expiring[0]["Prefix"] == "reports/"
+    assert len(expiring) == 1 and expiring[0]["Prefix"] == BUCKETS[name][0]
+    assert expiring[0]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
 
 
-def test_the_bucket_policy_only_denies_non_tls_access() -> None:
-    policies = [r for r in RESOURCES.values() if r["Type"] == "AWS::S3::BucketPolicy"]
-    assert len(policies) == 1
-    (policy,) = policies
-    assert policy["Properties"]["Bucket"] == {"Ref": "ReportsBucket"}
-    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
-    assert statement["Effect"] == "Deny" and statement["Principal"] == "*" and statement["Action"] == "s3:*"
-    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    assert {resource_text(r) for r in statement["Resource"]} == {
-        "ReportsBucket.Arn",
-        "${ReportsBucket.Arn}/*",
+def test_each_bucket_policy_only_denies_non_tls_access() -> None:
+    policies = {
+        r["Properties"]["Bucket"]["Ref"]: r
+        for r in RESOURCES.values()
+        if r["Type"] == "AWS::S3::BucketPolicy"
     }
+    assert set(policies) == set(BUCKETS)
+    for bucket, policy in policies.items():
+        (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert (
+            statement["Effect"] == "Deny" and statement["Principal"] == "*" and statement["Action"] == "s3:*"
+        )
+        assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        assert {resource_text(r) for r in statement["Resource"]} == {f"{bucket}.Arn", f"${{{bucket}.Arn}}/*"}
+
+
+def test_only_s3_of_this_account_may_send_to_the_import_queue() -> None:
+    (policy,) = [r for r in RESOURCES.values() if r["Type"] == "AWS::SQS::QueuePolicy"]
+    assert policy["Properties"]["Queues"] == [{"Ref": "ImportQueue"}]
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert (
+        statement["Principal"] == {"Service": "s3.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
+    )
+    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
 
 
 def test_the_table_is_encrypted_and_recoverable() -> None:
@@ -291,7 +317,7 @@ def test_the_api_may_invoke_only_each_route_function_s_published_alias() -> None
         for path in api["Properties"]["Body"]["paths"].values()
         for operation in path.values()
     ]
-    assert len(uris) == 8 and all("Aliaslive}/invocations" in uri for uri in uris), uris
+    assert len(uris) == len(aliases) == 11 and all("Aliaslive}/invocations" in uri for uri in uris), uris
     invoked = {
         resource["Properties"]["FunctionName"]["Ref"]
         for resource in resources.values()

@@ -159,7 +159,7 @@ def test_every_job_queue_has_a_worker_with_partial_batch_responses_and_a_dead_le
         for name, resource in resources.items()
         if resource["Type"] == "AWS::SQS::Queue" and "RedrivePolicy" in resource["Properties"]
     }
-    assert set(workers) == set(queues) == {"CleanupQueue", "ReportQueue"}
+    assert set(workers) == set(queues) == {"CleanupQueue", "ReportQueue", "ImportQueue"}
     for queue, properties in queues.items():
         worker, source = workers[queue]
         assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"], worker
@@ -190,7 +190,7 @@ def test_snapstart_is_a_parameter_on_by_default() -> None:
 
 
 def test_every_api_function_and_only_they_have_snapstart_behind_an_alias() -> None:
-    assert len(API_FUNCTIONS) == 8
+    assert len(API_FUNCTIONS) == 11
     for name, resource in load_yaml_template()["Resources"].items():
         if resource["Type"] != "AWS::Serverless::Function":
             continue
@@ -223,7 +223,7 @@ def test_changing_the_parameter_alone_publishes_new_versions() -> None:
     on = sam_transform.transformed(SnapStart="true")["Resources"]
     off = sam_transform.transformed(SnapStart="false")["Resources"]
     versions = {name: resource for name, resource in on.items() if resource["Type"] == "AWS::Lambda::Version"}
-    assert len(versions) == 8
+    assert len(versions) == len(API_FUNCTIONS) == 11
     for name, version in versions.items():
         assert off[name] == version and version["DeletionPolicy"] == "Delete", name
         # The same logical id, but its Description (create-only) resolves to "SnapStart true" or

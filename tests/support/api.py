@@ -73,6 +73,15 @@ class Api:
             body["remove"] = remove
         return call("api_update_user_segments", path={"user_id": str(user_id)}, body=body)
 
+    def create_import(self, slug: str, **fields: Any) -> Answer:
+        return call("api_create_import", path={"slug": slug}, body=fields)
+
+    def get_import(self, slug: str, import_id: str) -> Answer:
+        return call("api_get_import", path={"slug": slug, "import_id": import_id})
+
+    def list_imports(self, slug: str, **query: str) -> Answer:
+        return call("api_list_imports", path={"slug": slug}, query=query)
+
     def user_segments(self, user_id: int | str, details: bool = False) -> Answer:
         query = {"details": "true"} if details else {}
         return call("api_get_user_segments", path={"user_id": str(user_id)}, query=query)

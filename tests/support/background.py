@@ -17,16 +17,18 @@ from tests.support.events import load_event
 from tests.support.streams import StreamTap, deliver, template_filter
 from tests.support.table import load_yaml_template
 
-WORKERS = {"cleanup": "queue_cleanup", "report": "queue_reports"}
+WORKERS = {"cleanup": "queue_cleanup", "report": "queue_reports", "import": "queue_imports"}
 QUEUES = {
     "cleanup": ("CleanupQueue", "CleanupDeadLetterQueue"),
     "report": ("ReportQueue", "ReportDeadLetterQueue"),
+    "import": ("ImportQueue", "ImportDeadLetterQueue"),
 }
 
 
-def create_queues(client: Any, table: str) -> None:
-    """Each job queue and its dead-letter queue, with the template's redrive policy."""
-    from tests.support.environment import queue_url
+def create_queues(client: Any, table: str, s3: Any = None) -> None:
+    """Each job queue and its dead-letter queue, with the template's redrive policy; and the imports
+    bucket, whose uploads' events go to the import queue as the template's notification says."""
+    from tests.support.environment import imports_bucket, queue_url
 
     resources = load_yaml_template()["Resources"]
     for kind, (queue, dead_letters) in QUEUES.items():
@@ -39,6 +41,32 @@ def create_queues(client: Any, table: str) -> None:
         assert resources[dead_letters]["Type"] == "AWS::SQS::Queue"
         policy = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": receives}
         client.create_queue(QueueName=url.rsplit("/", 1)[1], Attributes={"RedrivePolicy": json.dumps(policy)})
+    import boto3
+
+    notification = resources["ImportsBucket"]["Properties"]["NotificationConfiguration"]
+    (queue_configuration,) = notification["QueueConfigurations"]
+    import_queue = queue_url(table, "import").rsplit("/", 1)[1]
+    s3 = s3 or boto3.client("s3")
+    s3.create_bucket(Bucket=imports_bucket(table))
+    s3.put_bucket_notification_configuration(
+        Bucket=imports_bucket(table),
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": f"arn:aws:sqs:us-east-1:123456789012:{import_queue}",
+                    "Events": [queue_configuration["Event"]],
+                    "Filter": {
+                        "Key": {
+                            "FilterRules": [
+                                {"Name": rule["Name"], "Value": rule["Value"]}
+                                for rule in queue_configuration["Filter"]["S3Key"]["Rules"]
+                            ]
+                        }
+                    },
+                }
+            ]
+        },
+    )
 
 
 class Background:

@@ -6,8 +6,12 @@ MOTO_QUEUES = "https://sqs.us-east-1.amazonaws.com/123456789012/"
 
 
 def queue_url(table: str, kind: str) -> str:
-    """The job queue of a kind (cleanup, report) that moto_environment names for a table."""
+    """The job queue of a kind (cleanup, report, import) that moto_environment names for a table."""
     return f"{MOTO_QUEUES}{table}-{kind}"
+
+
+def imports_bucket(table: str) -> str:
+    return f"{table}-imports"
 
 
 def moto_environment(table: str, bucket: str, catalog_cache_seconds: int) -> dict[str, str]:
@@ -23,6 +27,8 @@ def moto_environment(table: str, bucket: str, catalog_cache_seconds: int) -> dic
         "REPORTS_BUCKET": bucket,
         "CLEANUP_QUEUE_URL": queue_url(table, "cleanup"),
         "REPORT_QUEUE_URL": queue_url(table, "report"),
+        "IMPORT_QUEUE_URL": queue_url(table, "import"),
+        "IMPORTS_BUCKET": imports_bucket(table),
         "JOB_RETRY_SECONDS": "0",  # a failed job is received again at once (deployed: JobRetrySeconds)
         "CATALOG_CACHE_SECONDS": str(catalog_cache_seconds),
         "POWERTOOLS_SERVICE_NAME": "segments",

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 from logic.cleanup import ended_by_deletion
-from logic.memberships import _after_every_change
+from logic.memberships import after_every_change
 from models.domain import Change, DeletedGeneration, MembershipRecord, MembershipState, Operation, Reason
 
 T = datetime(2023, 8, 29, 10, 0, tzinfo=UTC)
@@ -29,13 +29,13 @@ def test_a_removal_before_the_add_keeps_the_deletion_time() -> None:
     assert ended.change is not None and ended.change.at == T
 
 
-def test_a_request_takes_effect_after_every_change_it_read() -> None:
+def test_a_request_takes_effectafter_every_change_it_read() -> None:
     later = {"A": member(T + timedelta(milliseconds=5))}
-    assert _after_every_change(T, later) == T + timedelta(milliseconds=5, microseconds=1)
-    assert _after_every_change(T, {"A": member(T - timedelta(seconds=1))}) == T
-    assert _after_every_change(T, {}) == T
+    assert after_every_change(T, later) == T + timedelta(milliseconds=5, microseconds=1)
+    assert after_every_change(T, {"A": member(T - timedelta(seconds=1))}) == T
+    assert after_every_change(T, {}) == T
 
 
 def test_a_readd_at_the_instant_of_expiry_takes_effect_after_the_expiry() -> None:
     expired = MembershipRecord(1000, "A", 1, MembershipState.MEMBER, 1, T - timedelta(hours=1), T, None)
-    assert _after_every_change(T, {"A": expired}) == T + timedelta(microseconds=1)
+    assert after_every_change(T, {"A": expired}) == T + timedelta(microseconds=1)
