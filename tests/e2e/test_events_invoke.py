@@ -57,9 +57,11 @@ def test_the_event_runs_on_its_deployed_function(deployed_stack: DeployedStack, 
                 ("application/json", "application/problem+json")
             )
             json.loads(result["body"])
-    elif name in ("stream_table", "queue_cleanup", "queue_reports"):
+    elif name in ("stream_table", "queue_cleanup", "queue_reports", "queue_imports"):
         assert result == {"batchItemFailures": []}, result
     elif name == "scheduled_monthly_report":
         assert result["period"] == "2023-08", result  # the month before the event's time
     else:
-        assert name == "scheduled_sweeper" and set(result) == {"cleanup", "report", "expired"}, result
+        assert name == "scheduled_sweeper" and set(result) == {"cleanup", "report", "import", "expired"}, (
+            result
+        )
