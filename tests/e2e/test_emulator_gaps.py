@@ -90,6 +90,16 @@ def test_a_failing_stream_record_is_dead_lettered_by_its_age_not_by_its_retries(
     )
 
 
+def test_a_scaling_config_from_a_parameter_stops_the_sqs_poller(deployed_stack: DeployedStack) -> None:
+    """Bridged by set_scaling_as_numbers: without it no SQS-triggered function would run."""
+    gaps = deployed_stack.gaps
+    assert gaps.scaled_mappings, "the template no longer has an SQS mapping with a ScalingConfig"
+    assert gaps.sqs_poller_errors > 0, (
+        "MiniStack's CloudFormation now stores ScalingConfig as a number: drop set_scaling_as_numbers "
+        "from local/emulator_gaps.py and its row in docs/local-runtime.md"
+    )
+
+
 def test_ministacks_own_certificate_does_not_name_the_apis_host(tmp_path: Path) -> None:
     # MiniStack's generated certificate, made in a scratch TMPDIR by its own public helper
     environment = {**os.environ, "TMPDIR": str(tmp_path)}
