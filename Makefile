@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PIP_QUIET := --quiet --disable-pip-version-check
 
 # soak: the stateful model checked for at least SOAK_STEPS steps; prints its seed and divergences (must be 0).
-.PHONY: soak help venv sam-venv ministack-venv lint typecheck unit test run sam-validate sam-build bench clean
+.PHONY: soak import-check help venv sam-venv ministack-venv lint typecheck unit test run sam-validate sam-build bench clean
 
 help:
 	@echo "make run    deploy the stack into a local AWS emulator (MiniStack) and serve it until Ctrl-C"
@@ -73,3 +73,10 @@ SOAK_SEED ?=
 soak: venv
 	POWERTOOLS_LOG_LEVEL=WARNING SEGMENTS_SOAK_STEPS=$(SOAK_STEPS) SEGMENTS_SOAK_SEED=$(SOAK_SEED) \
 	  $(VENV)/bin/pytest tests/integration/test_stateful_model.py -p no:randomly -p no:cacheprovider -s -q
+
+# The deployed tier's import test at full size: a 100,000-line file (1% bad lines, 1% duplicates)
+# uploaded to the stack deployed into MiniStack, done with exact counts, errors and history.
+IMPORT_LINES ?= 100000
+import-check: venv sam-venv ministack-venv
+	SEGMENTS_E2E_IMPORT_LINES=$(IMPORT_LINES) PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" \
+	  $(VENV)/bin/pytest tests/e2e/test_imports.py -k uploaded -p no:randomly -p no:cacheprovider -s -q
