@@ -120,7 +120,8 @@ CREATE TABLE segment_import (
     mode              text NOT NULL CHECK (mode IN ('add', 'remove')),
     ttl_seconds       integer CHECK (ttl_seconds BETWEEN 1 AND 315360000),
     expires_at        timestamptz,  -- a fixed expiry of every add; the API's `expires_at`
-    status            text NOT NULL CHECK (status IN ('awaiting_upload', 'running', 'done', 'failed', 'expired')),
+    status            text NOT NULL
+                      CHECK (status IN ('awaiting_upload', 'running', 'done', 'failed', 'expired')),
     lines             integer NOT NULL DEFAULT 0 CHECK (lines BETWEEN 0 AND 10000000),
     applied           integer NOT NULL DEFAULT 0 CHECK (applied >= 0),
     unchanged         integer NOT NULL DEFAULT 0 CHECK (unchanged >= 0),
@@ -132,17 +133,21 @@ CREATE TABLE segment_import (
     finished_at       timestamptz,
     FOREIGN KEY (slug, generation) REFERENCES segment (slug, generation),
     -- An expiry is for adds only, and one kind at most: ttl_seconds (from each add) or expires_at.
-    CONSTRAINT import_expiry_only_with_add CHECK (mode = 'add' OR (ttl_seconds IS NULL AND expires_at IS NULL)),
+    CONSTRAINT import_expiry_only_with_add CHECK (
+        mode = 'add' OR (ttl_seconds IS NULL AND expires_at IS NULL)),
     CONSTRAINT import_one_kind_of_expiry CHECK (ttl_seconds IS NULL OR expires_at IS NULL),
     CONSTRAINT import_expiry_within_ten_years CHECK (
         expires_at > created_at AND expires_at <= created_at + interval '3650 days'),
     CONSTRAINT import_counts_add_up CHECK (
         applied + unchanged + rejected <= lines
         AND (status <> 'done' OR applied + unchanged + rejected = lines)),
-    CONSTRAINT import_no_lines_without_upload CHECK (status NOT IN ('awaiting_upload', 'expired') OR lines = 0),
+    CONSTRAINT import_no_lines_without_upload CHECK (
+        status NOT IN ('awaiting_upload', 'expired') OR lines = 0),
     -- started_at: the upload arrived; finished_at: the import ended; failure: why it failed.
-    CONSTRAINT import_started_iff_uploaded CHECK ((started_at IS NULL) = (status IN ('awaiting_upload', 'expired'))),
-    CONSTRAINT import_finished_iff_ended CHECK ((finished_at IS NULL) = (status IN ('awaiting_upload', 'running'))),
+    CONSTRAINT import_started_iff_uploaded CHECK (
+        (started_at IS NULL) = (status IN ('awaiting_upload', 'expired'))),
+    CONSTRAINT import_finished_iff_ended CHECK (
+        (finished_at IS NULL) = (status IN ('awaiting_upload', 'running'))),
     CONSTRAINT import_failure_iff_failed CHECK ((failure IS NULL) = (status <> 'failed')),
     CONSTRAINT import_times_in_order CHECK (
         created_at < upload_expires_at AND created_at <= started_at AND started_at <= finished_at
