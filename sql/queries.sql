@@ -12,6 +12,14 @@
 -- lock_user is what serialises a user's changes: add/remove read the user's row without FOR
 -- UPDATE, because a row the same statement then upserts would be skipped by the lock.
 -- Creating or patching a segment in an exclusion group runs lock_exclusion_group first.
+--
+-- An import (POST /segments/{slug}/imports) is create_import, then start_import when the upload
+-- arrives, then each data line of the file (not blank, not a `user_id` header on line 1), each in
+-- its own transaction, in any order and as often as it is retried:
+--   import_line_error (NULL: a user id) -> a bad line: reject_import_line;
+--   a good one: lock_user -> expire_memberships (this user) -> apply_import_line (fail_import if it
+--   says `stop`);
+-- then finish_import once every line has its outcome. expire_imports ends links never used.
 
 -- name: lock_user
 -- Concurrent changes of one user's segments queue here instead of losing each other's writes.
@@ -126,6 +134,7 @@ FROM changed;
 -- name: delete_segment
 -- Marks the live generation deleted (its range is free at once) and removes its members, each
 -- with one history row: segment_deleted now, or ttl_expired at the expiry if it was already due.
+-- Its running imports end failed ("segment deleted").
 -- No row back: no live segment (404).
 WITH gone AS (
     UPDATE segment SET deleted_at = %(now)s, updated_at = %(now)s
@@ -138,6 +147,10 @@ WITH gone AS (
     DELETE FROM membership m USING gone
     WHERE m.slug = gone.slug AND m.generation = gone.generation
     RETURNING m.user_id, m.slug, m.generation, m.state, m.expires_at
+), failed_imports AS (
+    -- A running import of the generation ends failed; what it wrote goes with the members above.
+    UPDATE segment_import i SET status = 'failed', failure = 'segment deleted', finished_at = %(now)s
+    FROM gone WHERE i.slug = gone.slug AND i.generation = gone.generation AND i.status = 'running'
 ), removals AS (
     INSERT INTO history (user_id, slug, generation, operation, reason, at)
     SELECT user_id, slug, generation, 'remove',
@@ -323,3 +336,220 @@ FROM segment_rule_change r
 JOIN segment s ON s.slug = r.slug AND s.generation = r.generation
 WHERE r.changed_at < %(period_end)s
 ORDER BY r.slug, r.generation, r.changed_at, r.change_id;
+
+-- name: member_counts
+-- `members` of GET /segments/{slug}, a list page and a PATCH answer: per named live segment, its
+-- generation's stored explicit memberships (silent ones included: an add of a user the bucket held
+-- already) and opt-outs. Users in only by their bucket are not counted; nor is a membership whose
+-- expiry passed (the service's count drops it when its sweeper ends it, within a minute).
+SELECT s.slug,
+       count(m.user_id) FILTER (WHERE m.state = 'member'
+                                AND (m.expires_at IS NULL OR m.expires_at > %(now)s)) AS explicit,
+       count(m.user_id) FILTER (WHERE m.state = 'opted_out') AS opted_out
+FROM segment s
+LEFT JOIN membership m ON m.slug = s.slug AND m.generation = s.generation
+WHERE s.slug = ANY(%(slugs)s::text[]) AND s.deleted_at IS NULL
+GROUP BY s.slug
+ORDER BY s.slug;
+
+-- name: create_import
+-- POST /segments/{slug}/imports: an import of the slug's live generation, awaiting its upload until
+-- %(upload_expires_at)s (the presigned link's end). The body's rules (mode, at most one expiry and
+-- only with add, ten years at most) are the table's constraints; an expires_at not in the future is
+-- a 400 before this. No row back: no live segment (404).
+WITH live AS (
+    SELECT slug, generation FROM segment
+    WHERE slug = %(slug)s AND deleted_at IS NULL
+    FOR SHARE  -- not deleted under the insert
+)
+INSERT INTO segment_import (import_id, slug, generation, mode, ttl_seconds, expires_at, status,
+                            created_at, upload_expires_at)
+SELECT %(import_id)s, slug, generation, %(mode)s, %(ttl_seconds)s::integer, %(expires_at)s::timestamptz,
+       'awaiting_upload', %(now)s, %(upload_expires_at)s
+FROM live
+RETURNING import_id, slug AS segment, generation, mode, ttl_seconds, expires_at, status, lines, applied,
+          unchanged, rejected, failure, created_at, upload_expires_at, started_at, finished_at;
+
+-- name: start_import
+-- The upload arrived (its S3 event) with %(lines)s data lines in %(bytes)s bytes: the import runs,
+-- or ends failed at once when it cannot (the checks in the service's order). Only the first upload
+-- of an import awaiting it starts it: a later one, or one after the import ended, is no row back.
+WITH job AS (
+    SELECT i.import_id, CASE
+        WHEN s.deleted_at IS NOT NULL THEN 'segment deleted'
+        WHEN %(bytes)s::bigint > 268435456 THEN 'the file is larger than 256 MiB'
+        WHEN i.expires_at <= %(now)s THEN 'expires_at passed before the import could apply it'
+        WHEN %(lines)s::integer > 10000000 THEN 'the file has more than 10,000,000 lines'
+    END AS failure
+    FROM segment_import i
+    JOIN segment s ON s.slug = i.slug AND s.generation = i.generation
+    WHERE i.import_id = %(import_id)s AND i.status = 'awaiting_upload'
+    FOR UPDATE OF i
+)
+UPDATE segment_import i
+SET status = CASE WHEN job.failure IS NULL THEN 'running' ELSE 'failed' END,
+    failure = job.failure,
+    lines = CASE WHEN job.failure IS NULL THEN %(lines)s::integer ELSE 0 END,
+    started_at = %(now)s,
+    finished_at = CASE WHEN job.failure IS NULL THEN NULL ELSE %(now)s::timestamptz END
+FROM job
+WHERE i.import_id = job.import_id
+RETURNING i.import_id, i.status, i.lines, i.failure;
+
+-- name: import_line_error
+-- Why a data line is not a user id, in the errors CSV's words; NULL: it is one.
+SELECT segments_user_id_error(%(value)s) AS error;
+
+-- name: reject_import_line
+-- A bad line of a running import: kept once with its text and error, and counted rejected; a line
+-- kept before (a retry) is `again` and counts nothing. No row back: the import is not running.
+WITH job AS (
+    SELECT import_id FROM segment_import WHERE import_id = %(import_id)s AND status = 'running'
+), kept AS (
+    INSERT INTO import_line (import_id, line, value, error, outcome)
+    SELECT import_id, %(line)s, %(value)s, %(error)s, 'rejected' FROM job
+    ON CONFLICT (import_id, line) DO NOTHING
+    RETURNING import_id
+), counted AS (
+    UPDATE segment_import i SET rejected = i.rejected + 1
+    FROM kept
+    WHERE i.import_id = kept.import_id
+)
+SELECT 'rejected' AS outcome, NOT EXISTS (SELECT 1 FROM kept) AS again FROM job;
+
+-- name: apply_import_line
+-- A good line of a running import, after lock_user and expire_memberships for its user in the same
+-- transaction: the user changed as add_user_segment or remove_user_segment would (by the import's
+-- mode: manual wins, added_at kept, the expiry becomes the import's, a remove of a percentage segment
+-- stores an opt-out), with reason `import`. The expiry: ttl_seconds from now, or the import's
+-- expires_at. `outcome`: 'applied' (the user's membership changed: one history row), 'unchanged'
+-- (in that state already; an add still stores the membership and its expiry) or 'duplicate' (another
+-- line decided the user: nothing written, counted unchanged). A line applied before returns its
+-- outcome with `again` and changes nothing. No outcome: the import is not running, or `stop` says
+-- why it cannot go on (fail_import ends it). No row back: no such import.
+WITH job AS (
+    SELECT i.import_id, i.slug, i.generation, i.mode, i.status, s.bucket_start, s.bucket_end,
+           segments_bucket(coalesce(s.exclusion_group, s.slug), %(user_id)s::bigint) AS bucket,
+           CASE WHEN i.ttl_seconds IS NOT NULL
+                THEN %(now)s::timestamptz + make_interval(secs => i.ttl_seconds)
+                ELSE i.expires_at END AS expires_at,
+           CASE WHEN s.deleted_at IS NOT NULL THEN 'segment deleted'
+                WHEN i.expires_at <= %(now)s THEN 'expires_at passed before the import could apply it'
+           END AS stop
+    FROM segment_import i
+    JOIN segment s ON s.slug = i.slug AND s.generation = i.generation
+    WHERE i.import_id = %(import_id)s
+    FOR SHARE OF s  -- a deletion waits for this line, so its clean-up sees what the line wrote
+), seen AS (
+    SELECT (SELECT outcome FROM import_line
+            WHERE import_id = %(import_id)s AND line = %(line)s) AS earlier,
+           EXISTS (SELECT 1 FROM import_line
+                   WHERE import_id = %(import_id)s AND user_id = %(user_id)s::bigint
+                     AND outcome IN ('applied', 'unchanged')) AS decided
+), prev AS (
+    SELECT m.state, m.expires_at FROM membership m JOIN job USING (slug, generation)
+    WHERE m.user_id = %(user_id)s::bigint
+), before AS (
+    SELECT EXISTS (SELECT 1 FROM prev WHERE state = 'member'
+                   AND (expires_at IS NULL OR expires_at > %(now)s))
+        OR (NOT EXISTS (SELECT 1 FROM prev WHERE state = 'opted_out')
+            AND EXISTS (SELECT 1 FROM job WHERE bucket >= bucket_start AND bucket < bucket_end))
+        AS was_in
+), decision AS (
+    SELECT job.import_id, job.slug, job.generation, job.mode, job.bucket_start, job.expires_at,
+           CASE WHEN seen.decided THEN 'duplicate'
+                WHEN (job.mode = 'add') <> before.was_in THEN 'applied'
+                ELSE 'unchanged' END AS outcome
+    FROM job, seen, before
+    WHERE job.status = 'running' AND job.stop IS NULL AND seen.earlier IS NULL
+), writes AS (
+    SELECT * FROM decision WHERE outcome <> 'duplicate'
+), added AS (
+    INSERT INTO membership AS m (user_id, slug, generation, state, added_at, expires_at)
+    SELECT %(user_id)s::bigint, slug, generation, 'member', %(now)s, expires_at FROM writes
+    WHERE mode = 'add'
+    ON CONFLICT (user_id, slug, generation) DO UPDATE
+    SET added_at = CASE WHEN m.state = 'member' AND (m.expires_at IS NULL OR m.expires_at > excluded.added_at)
+                        THEN m.added_at ELSE excluded.added_at END,
+        state = 'member',
+        expires_at = excluded.expires_at
+), dropped AS (
+    DELETE FROM membership m USING writes w
+    WHERE w.mode = 'remove' AND w.bucket_start IS NULL
+      AND m.user_id = %(user_id)s::bigint AND m.slug = w.slug AND m.generation = w.generation
+), opted_out AS (
+    INSERT INTO membership AS m (user_id, slug, generation, state, added_at, expires_at)
+    SELECT %(user_id)s::bigint, slug, generation, 'opted_out', %(now)s, NULL FROM writes
+    WHERE mode = 'remove' AND bucket_start IS NOT NULL
+    ON CONFLICT (user_id, slug, generation) DO UPDATE
+    SET state = 'opted_out', expires_at = NULL,
+        added_at = CASE WHEN m.state = 'opted_out' THEN m.added_at ELSE excluded.added_at END
+), logged AS (
+    INSERT INTO history (user_id, slug, generation, operation, reason, at)
+    SELECT %(user_id)s::bigint, slug, generation, CASE WHEN mode = 'add' THEN 'add' ELSE 'remove' END,
+           'import', %(now)s
+    FROM decision WHERE outcome = 'applied'
+), recorded AS (
+    INSERT INTO import_line (import_id, line, user_id, outcome)
+    SELECT import_id, %(line)s, %(user_id)s::bigint, outcome FROM decision
+    RETURNING import_id, outcome
+), counted AS (
+    UPDATE segment_import i
+    SET applied = i.applied + (r.outcome = 'applied')::integer,
+        unchanged = i.unchanged + (r.outcome <> 'applied')::integer
+    FROM recorded r
+    WHERE i.import_id = r.import_id
+)
+SELECT coalesce(seen.earlier, decision.outcome) AS outcome, seen.earlier IS NOT NULL AS again,
+       CASE WHEN job.status = 'running' AND seen.earlier IS NULL THEN job.stop END AS stop
+FROM job CROSS JOIN seen LEFT JOIN decision ON true;
+
+-- name: fail_import
+-- A running import stops with why (apply_import_line's `stop`); what it wrote stays.
+UPDATE segment_import SET status = 'failed', failure = %(failure)s, finished_at = %(now)s
+WHERE import_id = %(import_id)s AND status = 'running'
+RETURNING import_id, status, failure;
+
+-- name: finish_import
+-- A running import whose every data line has its outcome is done. No row back: lines are still
+-- missing, or it is not running.
+UPDATE segment_import SET status = 'done', finished_at = %(now)s
+WHERE import_id = %(import_id)s AND status = 'running' AND applied + unchanged + rejected = lines
+RETURNING import_id, status, lines, applied, unchanged, rejected;
+
+-- name: expire_imports
+-- The sweep: an import whose upload link expired unused ends `expired`. It waits 5 minutes past the
+-- link's end, as the service does, for an upload begun just before it.
+UPDATE segment_import SET status = 'expired', finished_at = %(now)s
+WHERE status = 'awaiting_upload' AND upload_expires_at + interval '5 minutes' <= %(now)s
+RETURNING import_id, slug AS segment;
+
+-- name: get_import
+-- GET /segments/{slug}/imports/{import_id}: an import of the slug's live generation (an import of
+-- a deleted generation is 404, as the slug without a live segment is; see get_segment).
+SELECT i.import_id, i.slug AS segment, i.mode, i.ttl_seconds, i.expires_at, i.status, i.lines,
+       i.applied, i.unchanged, i.rejected, i.failure, i.created_at, i.upload_expires_at, i.started_at,
+       i.finished_at
+FROM segment_import i
+JOIN segment s ON s.slug = i.slug AND s.generation = i.generation AND s.deleted_at IS NULL
+WHERE i.slug = %(slug)s AND i.import_id = %(import_id)s;
+
+-- name: list_imports
+-- GET /segments/{slug}/imports: the live generation's imports, newest first (import ids sort by
+-- creation), one row more than the page as in list_segments. %(before)s: the cursor, NULL at first.
+SELECT i.import_id, i.slug AS segment, i.mode, i.ttl_seconds, i.expires_at, i.status, i.lines,
+       i.applied, i.unchanged, i.rejected, i.failure, i.created_at, i.upload_expires_at, i.started_at,
+       i.finished_at
+FROM segment_import i
+JOIN segment s ON s.slug = i.slug AND s.generation = i.generation AND s.deleted_at IS NULL
+WHERE i.slug = %(slug)s AND (%(before)s::text IS NULL OR i.import_id < %(before)s::text)
+ORDER BY i.import_id DESC
+LIMIT %(limit)s::integer + 1;
+
+-- name: import_errors
+-- The errors CSV (`line;value;error`) of an import: every rejected line in line order, its value
+-- cut to 64 characters as the service shows it (the CSV's quoting and formula guard are the writer's).
+SELECT line, CASE WHEN char_length(value) > 64 THEN left(value, 64) || '…' ELSE value END AS value, error
+FROM import_line
+WHERE import_id = %(import_id)s AND outcome = 'rejected'
+ORDER BY line;

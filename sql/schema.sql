@@ -91,10 +91,10 @@ CREATE TABLE history (
     slug       segments_slug NOT NULL,
     generation integer NOT NULL,
     operation  text NOT NULL CHECK (operation IN ('add', 'remove')),
-    reason     text NOT NULL CHECK (reason IN ('manual', 'auto', 'ttl_expired', 'segment_deleted')),
+    reason     text NOT NULL CHECK (reason IN ('manual', 'import', 'auto', 'ttl_expired', 'segment_deleted')),
     at         timestamptz NOT NULL,
     FOREIGN KEY (slug, generation) REFERENCES segment (slug, generation),
-    CHECK (operation = 'remove' OR reason IN ('manual', 'auto'))
+    CHECK (operation = 'remove' OR reason IN ('manual', 'import', 'auto'))
 );
 -- A report for one user's month, and the month of all users, each read in report order.
 CREATE INDEX history_by_user_month ON history (user_id, at, slug, history_id);
@@ -104,3 +104,90 @@ CREATE UNIQUE INDEX history_deleted_once ON history (user_id, slug, generation)
     WHERE reason = 'segment_deleted';
 CREATE UNIQUE INDEX history_expired_once ON history (user_id, slug, generation, at)
     WHERE reason = 'ttl_expired';
+
+-- Bulk changes (POST /segments/{slug}/imports). An import belongs to one segment generation: a slug
+-- deleted and created again starts without imports. import_id is the service's ULID (26 characters
+-- of Crockford's base 32 that sort in creation order), so newest first is import_id descending.
+-- Counts: `lines` the file's data lines (not blank, not the header), set when the upload starts the
+-- import; applied + unchanged + rejected grow by one per line, once, and add up to `lines` when done.
+CREATE DOMAIN segments_import_id AS text COLLATE "C"
+    CHECK (VALUE ~ '^[0-9A-HJKMNP-TV-Z]{26}$');
+
+CREATE TABLE segment_import (
+    import_id         segments_import_id PRIMARY KEY,
+    slug              segments_slug NOT NULL,
+    generation        integer NOT NULL,
+    mode              text NOT NULL CHECK (mode IN ('add', 'remove')),
+    ttl_seconds       integer CHECK (ttl_seconds BETWEEN 1 AND 315360000),
+    expires_at        timestamptz,  -- a fixed expiry of every add; the API's `expires_at`
+    status            text NOT NULL
+                      CHECK (status IN ('awaiting_upload', 'running', 'done', 'failed', 'expired')),
+    lines             integer NOT NULL DEFAULT 0 CHECK (lines BETWEEN 0 AND 10000000),
+    applied           integer NOT NULL DEFAULT 0 CHECK (applied >= 0),
+    unchanged         integer NOT NULL DEFAULT 0 CHECK (unchanged >= 0),
+    rejected          integer NOT NULL DEFAULT 0 CHECK (rejected >= 0),
+    failure           text,
+    created_at        timestamptz NOT NULL,
+    upload_expires_at timestamptz NOT NULL,  -- the presigned link's end: unused by then, the import expires
+    started_at        timestamptz,
+    finished_at       timestamptz,
+    FOREIGN KEY (slug, generation) REFERENCES segment (slug, generation),
+    -- An expiry is for adds only, and one kind at most: ttl_seconds (from each add) or expires_at.
+    CONSTRAINT import_expiry_only_with_add CHECK (
+        mode = 'add' OR (ttl_seconds IS NULL AND expires_at IS NULL)),
+    CONSTRAINT import_one_kind_of_expiry CHECK (ttl_seconds IS NULL OR expires_at IS NULL),
+    CONSTRAINT import_expiry_within_ten_years CHECK (
+        expires_at > created_at AND expires_at <= created_at + interval '3650 days'),
+    CONSTRAINT import_counts_add_up CHECK (
+        applied + unchanged + rejected <= lines
+        AND (status <> 'done' OR applied + unchanged + rejected = lines)),
+    CONSTRAINT import_no_lines_without_upload CHECK (
+        status NOT IN ('awaiting_upload', 'expired') OR lines = 0),
+    -- started_at: the upload arrived; finished_at: the import ended; failure: why it failed.
+    CONSTRAINT import_started_iff_uploaded CHECK (
+        (started_at IS NULL) = (status IN ('awaiting_upload', 'expired'))),
+    CONSTRAINT import_finished_iff_ended CHECK (
+        (finished_at IS NULL) = (status IN ('awaiting_upload', 'running'))),
+    CONSTRAINT import_failure_iff_failed CHECK ((failure IS NULL) = (status <> 'failed')),
+    CONSTRAINT import_times_in_order CHECK (
+        created_at < upload_expires_at AND created_at <= started_at AND started_at <= finished_at
+        AND created_at <= finished_at)
+);
+-- GET /segments/{slug}/imports: a generation's imports, newest first (keyset by import_id).
+CREATE INDEX segment_import_by_segment ON segment_import (slug, generation, import_id);
+-- The links that may expire unused (the sweep of expire_imports).
+CREATE INDEX segment_import_awaiting ON segment_import (upload_expires_at) WHERE status = 'awaiting_upload';
+
+-- Every data line of an import's file, once, with its outcome: the primary key makes a line
+-- counted once however often it is applied (a retry returns the first outcome). A good line holds
+-- its user id: `applied` (the user's membership changed) or `unchanged` (already in that state) for
+-- the line that decided the user (the service's mark), `duplicate` for any other line of that user,
+-- counted unchanged. A bad line holds its text and why (the errors CSV `line;value;error`).
+CREATE TABLE import_line (
+    import_id segments_import_id NOT NULL REFERENCES segment_import (import_id),
+    line      integer NOT NULL CHECK (line > 0),  -- physical line number from 1, blank lines included
+    user_id   bigint CHECK (user_id > 0),
+    value     text,
+    error     text,
+    outcome   text NOT NULL CHECK (outcome IN ('applied', 'unchanged', 'duplicate', 'rejected')),
+    PRIMARY KEY (import_id, line),
+    CONSTRAINT import_line_good_or_bad CHECK (
+        CASE WHEN outcome = 'rejected' THEN user_id IS NULL AND value IS NOT NULL AND error IS NOT NULL
+             ELSE user_id IS NOT NULL AND value IS NULL AND error IS NULL END)
+);
+-- Exactly once per (import, user): one line decides each user, whatever is retried or repeated.
+CREATE UNIQUE INDEX import_line_decides_user_once ON import_line (import_id, user_id)
+    WHERE outcome IN ('applied', 'unchanged');
+
+-- Why a data line of an import's file is not a user id (NULL: it is one), in the errors CSV's
+-- words: a positive 64-bit integer in canonical decimal, as everywhere in the API (1 to 19 digits,
+-- no leading zero, at most 2^63 - 1). The cast only meets digits: CASE stops at the first condition
+-- that holds. Lines that are not UTF-8 never reach text: the reader rejects them ('not UTF-8 text').
+CREATE FUNCTION segments_user_id_error(value text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN value !~ '^[1-9][0-9]{0,18}$'
+            THEN 'not a user id: a positive integer in canonical decimal, like 1000'
+        WHEN value::numeric > 9223372036854775807 THEN 'above the largest user id, 9223372036854775807'
+    END
+$$;

@@ -1,6 +1,8 @@
 """The PostgreSQL twin (sql/): schema constraints, the named queries on the seed scenario, buckets."""
 
+import itertools
 import random
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,7 +21,20 @@ from logic.buckets import (
     lowest_fitting_gap,
     resize_range,
 )
-from tests.support.sql_queries import D30, D50, VAS, VOICE, fresh_database, load_queries
+from logic.import_lines import read_chunk
+from logic.imports import new_import_id
+from models.domain import ImportMode, ImportStatus
+from tests.support.sql_queries import (
+    D30,
+    D50,
+    VAS,
+    VOICE,
+    apply_line,
+    data_lines,
+    fresh_database,
+    import_file,
+    load_queries,
+)
 
 pytestmark = [pytest.mark.sql, pytest.mark.xdist_group("sql")]
 
@@ -69,6 +84,29 @@ class Db:
 
     def active(self, user_id: int, now: datetime) -> list[str]:
         return [row["slug"] for row in self.run("active_segments", user_id=user_id, now=now)]
+
+    def start_import(self, slug: str, now: datetime = T0, **fields: Any) -> dict[str, Any]:
+        """POST /segments/{slug}/imports; the import (awaiting its upload)."""
+        params = {"mode": "add", "ttl_seconds": None, "expires_at": None} | fields
+        (row,) = self.run(
+            "create_import", import_id=new_import_id(now), slug=slug, now=now,
+            upload_expires_at=now + timedelta(minutes=15), **params,
+        )  # fmt: skip
+        return row
+
+    def imported(self, slug: str, text: str | bytes, now: datetime = T0, **fields: Any) -> dict[str, Any]:
+        """An import created, its file uploaded and every line applied; the import as GET shows it."""
+        job = self.start_import(slug, now, **fields)
+        import_file(self.conn, job["import_id"], text.encode() if isinstance(text, str) else text, now)
+        return self.get_import(slug, job["import_id"])
+
+    def get_import(self, slug: str, import_id: str) -> dict[str, Any]:
+        (row,) = self.run("get_import", slug=slug, import_id=import_id)
+        return row
+
+    def counts(self, slug: str, now: datetime = T0) -> tuple[int, int]:
+        (row,) = self.run("member_counts", slugs=[slug], now=now)
+        return row["explicit"], row["opted_out"]
 
     def report(self, now: datetime, user_id: int | None = None) -> list[tuple[Any, ...]]:
         if user_id is None:
@@ -369,6 +407,473 @@ def test_a_description_over_1000_characters_is_rejected(db: Db) -> None:
 def test_an_exclusion_group_without_a_percentage_is_rejected(db: Db) -> None:
     with pytest.raises(errors.CheckViolation), db.conn.transaction():
         db.create(VOICE, exclusion_group="discounts")
+
+
+# --- imports (POST /segments/{slug}/imports) and member counts ----------------------------
+
+COUNTS = ("lines", "applied", "unchanged", "rejected")
+
+
+def counts_of(job: dict[str, Any]) -> tuple[int, ...]:
+    return tuple(job[name] for name in COUNTS)
+
+
+def user_in(slug: str, inside: bool, skip: int = 0) -> int:
+    """A user whose bucket of `slug` falls inside (or outside) [0, 50 %)."""
+    found = (u for u in range(1, 1000) if (bucket_of(slug, u) < 5000) == inside)
+    return next(itertools.islice(found, skip, None))
+
+
+def test_an_import_is_created_awaiting_its_upload(db: Db) -> None:
+    db.create(D30)
+
+    job = db.start_import(D30, mode="add", ttl_seconds=86400)
+
+    assert (job["segment"], job["mode"], job["status"], job["expires_at"]) == (
+        D30,
+        "add",
+        "awaiting_upload",
+        None,
+    )
+    assert counts_of(job) == (0, 0, 0, 0)
+    assert job["started_at"] is job["finished_at"] is job["failure"] is None
+    assert db.get_import(D30, job["import_id"])["ttl_seconds"] == 86400
+
+
+def test_an_import_of_an_unknown_segment_is_no_row(db: Db) -> None:
+    rows = db.run(
+        "create_import", import_id=new_import_id(T0), slug="NOPE", mode="add", ttl_seconds=None,
+        expires_at=None, now=T0, upload_expires_at=T0 + timedelta(minutes=15),
+    )  # fmt: skip
+
+    assert rows == []
+
+
+def test_a_file_is_applied_line_by_line_with_exact_counts(db: Db) -> None:
+    # Given a segment user 2 is in already
+    db.create("S", now=T0 - timedelta(hours=1))
+    db.change_user(2, T0, add=["S"])
+    later = T0 + timedelta(minutes=1)
+    text = "\ufeffuser_id\r\n1\r\n2\r\n\r\n3\r\nabc\r\n3\r\n01\r\n  \r\n99999999999999999999\r\n4"
+    # When a file with a BOM, a header, blank, bad and duplicate lines is imported
+    job = db.imported("S", text, now=later)
+    # Then every line is counted once, the bad ones kept with their line numbers
+    assert (job["status"], job["failure"]) == ("done", None)
+    assert counts_of(job) == (8, 3, 2, 3)
+    errors_csv = db.run("import_errors", import_id=job["import_id"])
+    assert [(row["line"], row["value"]) for row in errors_csv] == [(6, "abc"), (8, "01"), (10, "9" * 20)]
+    assert all(db.active(user, later) == ["S"] for user in (1, 2, 3, 4))
+    assert db.report(later) == [
+        (2, "S", "add", T0, "manual"),
+        (1, "S", "add", later, "import"),
+        (3, "S", "add", later, "import"),
+        (4, "S", "add", later, "import"),
+    ]
+    assert db.counts("S", later) == (4, 0)
+
+
+def test_retried_and_duplicate_lines_are_applied_once_and_counted_once(db: Db) -> None:
+    db.create("S")
+    import_id = db.start_import("S")["import_id"]
+    db.run("start_import", import_id=import_id, lines=3, bytes=8, now=T0)
+    lines = [(1, "7"), (2, "7"), (3, "x")]
+
+    first = [apply_line(db.conn, import_id, line, value, T0) for line, value in lines]
+    again = [apply_line(db.conn, import_id, line, value, T0) for line, value in reversed(lines)]
+
+    assert first == ["applied", "duplicate", "rejected"]
+    assert again == ["rejected", "duplicate", "applied"]
+    (done,) = db.run("finish_import", import_id=import_id, now=T0)
+    assert counts_of(done) == (3, 1, 1, 1)
+    assert db.report(T0) == [(7, "S", "add", T0, "import")]
+
+
+def test_an_import_is_done_only_once_every_line_has_its_outcome(db: Db) -> None:
+    db.create("S")
+    import_id = db.start_import("S")["import_id"]
+    db.run("start_import", import_id=import_id, lines=2, bytes=4, now=T0)
+    apply_line(db.conn, import_id, 1, "1", T0)
+
+    assert db.run("finish_import", import_id=import_id, now=T0) == []
+    apply_line(db.conn, import_id, 2, "2", T0)
+    assert db.run("finish_import", import_id=import_id, now=T0)[0]["status"] == "done"
+
+
+def test_each_user_is_changed_as_a_one_slug_change_would(db: Db) -> None:
+    # Given user 1 in a plain segment until a minute from now, and a 100 % segment
+    db.create("M", now=T0 - timedelta(hours=1))
+    db.create("P", auto_percent=100, now=T0 - timedelta(hours=1))
+    db.change_user(1, T0, add=["M"], expires_at=T0 + timedelta(minutes=1))
+    later = T0 + timedelta(seconds=10)
+    # When an import adds user 1 with a TTL: in already, so added_at stays and the expiry is the import's
+    job = db.imported("M", "1\n", now=later, ttl_seconds=3600)
+    assert (job["applied"], job["unchanged"]) == (0, 1)
+    (membership,) = [m for m in db.run("active_segments", user_id=1, now=later) if m["slug"] == "M"]
+    assert (membership["added_at"], membership["expires_at"]) == (T0, later + timedelta(hours=1))
+    # When an import removes users the bucket holds: opt-outs, once
+    removal = db.imported("P", "5\n6\n", now=later, mode="remove")
+    assert (removal["applied"], removal["unchanged"]) == (2, 0)
+    assert db.active(5, later) == [] and db.active(6, later) == []
+    again = db.imported("P", "5\n", now=later, mode="remove")
+    assert (again["applied"], again["unchanged"]) == (0, 1)
+    assert db.counts("P", later) == (0, 2)
+    assert db.report(later, user_id=5) == [(5, "P", "remove", later, "import")]
+
+
+def test_an_import_adds_silently_whom_the_bucket_holds(db: Db) -> None:
+    db.create("P", auto_percent=100)
+
+    job = db.imported("P", "7\n")
+
+    assert (job["applied"], job["unchanged"]) == (0, 1)
+    assert db.report(T0) == []
+    assert db.run("active_segments", user_id=7, now=T0)[0]["source"] == "manual"
+    assert db.counts("P") == (1, 0)  # a stored membership now
+
+
+def test_a_removal_import_writes_import_rows(db: Db) -> None:
+    db.create("S", now=T0 - timedelta(hours=1))
+    for user in (1, 2):
+        db.change_user(user, T0, add=["S"])
+    later = T0 + timedelta(minutes=1)
+
+    job = db.imported("S", "1\n2\n3\n", now=later, mode="remove")
+
+    assert (job["applied"], job["unchanged"]) == (2, 1)
+    assert [row for row in db.report(later) if row[2] == "remove"] == [
+        (1, "S", "remove", later, "import"),
+        (2, "S", "remove", later, "import"),
+    ]
+    assert db.counts("S", later) == (0, 0)
+
+
+def test_an_import_with_a_fixed_expiry_sets_it_and_stops_once_it_passed(db: Db) -> None:
+    db.create("S")
+    at = T0 + timedelta(days=2)
+    job = db.imported("S", "1\n", expires_at=at)
+    assert job["expires_at"] == at
+    assert db.run("active_segments", user_id=1, now=T0)[0]["expires_at"] == at
+    # An expiry that passes while the import runs stops it, and the rest is not applied
+    soon = db.start_import("S", expires_at=T0 + timedelta(hours=1))
+    db.run("start_import", import_id=soon["import_id"], lines=2, bytes=4, now=T0)
+    assert apply_line(db.conn, soon["import_id"], 1, "2", T0) == "applied"
+    assert apply_line(db.conn, soon["import_id"], 2, "3", T0 + timedelta(hours=2)) is None
+    stopped = db.get_import("S", soon["import_id"])
+    assert (stopped["status"], stopped["failure"]) == (
+        "failed",
+        "expires_at passed before the import could apply it",
+    )
+    assert db.active(3, T0) == []
+
+
+@pytest.mark.parametrize(
+    ("lines", "size", "failure"),
+    [
+        (10_000_001, 10**8, "the file has more than 10,000,000 lines"),
+        (1, 256 * 1024 * 1024 + 1, "the file is larger than 256 MiB"),
+    ],
+)
+def test_a_file_the_import_cannot_take_fails_it_at_its_start(
+    db: Db, lines: int, size: int, failure: str
+) -> None:
+    db.create("S")
+    import_id = db.start_import("S")["import_id"]
+
+    (started,) = db.run("start_import", import_id=import_id, lines=lines, bytes=size, now=T0)
+
+    assert (started["status"], started["lines"], started["failure"]) == ("failed", 0, failure)
+
+
+def test_a_later_upload_to_the_same_import_is_ignored(db: Db) -> None:
+    db.create("S")
+    job = db.imported("S", "1\n")
+
+    assert import_file(db.conn, job["import_id"], b"2\n3\n", T0) == {}
+
+    assert counts_of(db.get_import("S", job["import_id"])) == (1, 1, 0, 0)
+    assert db.active(2, T0) == []
+
+
+def test_deleting_the_segment_fails_its_running_import_and_cleans_what_it_wrote(db: Db) -> None:
+    # Given an import that has applied two of its three lines
+    db.create("S", now=T0 - timedelta(hours=1))
+    import_id = db.start_import("S")["import_id"]
+    db.run("start_import", import_id=import_id, lines=3, bytes=6, now=T0)
+    for line in (1, 2):
+        apply_line(db.conn, import_id, line, str(line), T0)
+    deleted = T0 + timedelta(minutes=1)
+    # When the segment is deleted
+    db.run("delete_segment", slug="S", now=deleted)
+    # Then the import has failed, its last line is not applied, and its members left with history
+    assert apply_line(db.conn, import_id, 3, "3", deleted) is None
+    (job,) = db.conn.execute("SELECT status, failure FROM segment_import WHERE import_id = %s", [import_id])
+    assert (job["status"], job["failure"]) == ("failed", "segment deleted")
+    assert db.run("get_import", slug="S", import_id=import_id) == []
+    assert [row[2:] for row in db.report(deleted) if row[0] == 1] == [
+        ("add", T0, "import"),
+        ("remove", deleted, "segment_deleted"),
+    ]
+    # And a re-created slug starts without imports or members
+    db.create("S", now=deleted + timedelta(minutes=1))
+    assert db.run("list_imports", slug="S", before=None, limit=10) == []
+    assert db.counts("S", deleted) == (0, 0)
+    assert all(db.active(user, deleted) == [] for user in (1, 2, 3))
+
+
+def test_an_upload_after_the_segment_was_deleted_fails_the_import(db: Db) -> None:
+    db.create("S")
+    import_id = db.start_import("S")["import_id"]
+    db.run("delete_segment", slug="S", now=T0)
+
+    assert import_file(db.conn, import_id, b"1\n", T0) == {}
+
+    (job,) = db.conn.execute("SELECT status, failure FROM segment_import WHERE import_id = %s", [import_id])
+    assert (job["status"], job["failure"]) == ("failed", "segment deleted")
+
+
+def test_an_unused_link_expires_and_a_late_upload_is_ignored(db: Db) -> None:
+    db.create("S")
+    job = db.start_import("S")
+
+    assert db.run("expire_imports", now=T0 + timedelta(minutes=16)) == []  # a little grace past the link
+    assert db.run("expire_imports", now=T0 + timedelta(minutes=21)) == [
+        {"import_id": job["import_id"], "segment": "S"}
+    ]
+    assert db.get_import("S", job["import_id"])["status"] == "expired"
+    assert import_file(db.conn, job["import_id"], b"1\n", T0 + timedelta(minutes=22)) == {}
+    assert db.active(1, T0 + timedelta(minutes=22)) == []
+
+
+def test_imports_are_listed_newest_first_page_by_page(db: Db) -> None:
+    db.create("S")
+    made = [db.start_import("S", now=T0 + timedelta(seconds=n))["import_id"] for n in range(5)]
+
+    first = db.run("list_imports", slug="S", before=None, limit=2)
+    rest = db.run("list_imports", slug="S", before=first[1]["import_id"], limit=10)
+
+    assert [row["import_id"] for row in first] == made[::-1][:3]  # one extra row: there is a next page
+    assert [row["import_id"] for row in rest] == made[::-1][2:]
+
+
+def test_member_counts_are_the_live_generations_explicit_memberships_and_opt_outs(db: Db) -> None:
+    # Given a 50 % segment with an opt-out of a user it held, a silent opt-out and a silent add
+    db.create("P", auto_percent=50, now=T0 - timedelta(hours=1))
+    db.create("M", now=T0 - timedelta(hours=1))
+    db.change_user(user_in("P", True), T0, remove=["P"])
+    db.change_user(user_in("P", False), T0, remove=["P"])
+    db.change_user(user_in("P", True, skip=1), T0, add=["P"])
+    # And a plain segment with one permanent and one expiring member
+    db.change_user(1, T0, add=["M"], expires_at=T0 + timedelta(hours=1))
+    db.change_user(2, T0, add=["M"])
+    # Then users in only by their bucket are not counted, nor a membership once it expired
+    assert db.run("member_counts", slugs=["P", "M", "NOPE"], now=T0) == [
+        {"slug": "M", "explicit": 2, "opted_out": 0},
+        {"slug": "P", "explicit": 1, "opted_out": 2},
+    ]
+    assert db.counts("M", T0 + timedelta(hours=2)) == (1, 0)
+    # And a re-created slug starts at 0
+    db.run("delete_segment", slug="P", now=T0 + timedelta(minutes=1))
+    db.create("P", auto_percent=50, now=T0 + timedelta(minutes=2))
+    assert db.counts("P") == (0, 0)
+
+
+def test_the_twins_reader_finds_the_lines_the_services_reader_finds(db: Db) -> None:
+    data = b"\xef\xbb\xbfuser_id\r\n1\n\n \t\n01\nuser_id\n\xff\xfe\n-1\r\n9223372036854775808\n2"
+
+    found = data_lines(data)
+
+    read = read_chunk(data, 1)
+    assert [line for line, _, _ in found] == sorted(
+        [*(line for line, _ in read.users), *(r.line for r in read.rejected)]
+    )
+    assert [(line, value, error) for line, value, error in found if error] == [
+        (r.line, r.value, r.error) for r in read.rejected if r.error == "not UTF-8 text"
+    ]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["1", "1000", "9223372036854775807", "9223372036854775808", "9" * 19, "9" * 20, "0", "01", "-1",
+     "+1", "1e3", "1.0", " 1", "1 ", "abc", "\uff11\uff12", "user_id", "1;2"],
+)  # fmt: skip
+def test_import_line_error_says_what_the_services_reader_says(db: Db, value: str) -> None:
+    read = read_chunk(value.encode() + b"\n", first_line=2)
+    expected = read.rejected[0].error if read.rejected else None
+
+    assert db.run("import_line_error", value=value) == [{"error": expected}]
+
+
+def insert_import(db: Db, **fields: Any) -> None:
+    row: dict[str, Any] = {
+        "import_id": new_import_id(T0), "slug": "S", "generation": 1, "mode": "add", "ttl_seconds": None,
+        "expires_at": None, "status": "awaiting_upload", "lines": 0, "applied": 0, "unchanged": 0,
+        "rejected": 0, "failure": None, "created_at": T0, "upload_expires_at": T0 + timedelta(minutes=15),
+        "started_at": None, "finished_at": None,
+    } | fields  # fmt: skip
+    columns = ", ".join(row)
+    values = ", ".join(f"%({name})s" for name in row)
+    db.conn.execute(f"INSERT INTO segment_import ({columns}) VALUES ({values})", row)
+
+
+ENDED = {"started_at": T0, "finished_at": T0}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"status": ImportStatus.AWAITING_UPLOAD},
+        {"status": ImportStatus.RUNNING, "started_at": T0, "lines": 3, "applied": 1},
+        {"status": ImportStatus.DONE, **ENDED, "lines": 3, "applied": 1, "unchanged": 1, "rejected": 1},
+        {"status": ImportStatus.FAILED, **ENDED, "failure": "segment deleted"},
+        {"status": ImportStatus.EXPIRED, "finished_at": T0},
+        {"mode": ImportMode.REMOVE},
+        {"mode": ImportMode.ADD, "ttl_seconds": 315_360_000},
+        {"mode": ImportMode.ADD, "expires_at": T0 + timedelta(days=3650)},
+    ],
+)
+def test_every_status_and_mode_of_the_service_fits_the_table(db: Db, fields: dict[str, Any]) -> None:
+    db.create("S")
+
+    insert_import(
+        db, **{name: str(value) if isinstance(value, str) else value for name, value in fields.items()}
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "constraint"),
+    [
+        ({"mode": "replace"}, "segment_import_mode_check"),
+        ({"status": "pending", **ENDED}, "segment_import_status_check"),
+        ({"import_id": "not-an-id"}, "segments_import_id_check"),
+        ({"mode": "remove", "ttl_seconds": 60}, "import_expiry_only_with_add"),
+        ({"mode": "remove", "expires_at": T0 + timedelta(days=1)}, "import_expiry_only_with_add"),
+        ({"ttl_seconds": 60, "expires_at": T0 + timedelta(days=1)}, "import_one_kind_of_expiry"),
+        ({"ttl_seconds": 0}, "segment_import_ttl_seconds_check"),
+        ({"ttl_seconds": 315_360_001}, "segment_import_ttl_seconds_check"),
+        ({"expires_at": T0}, "import_expiry_within_ten_years"),
+        ({"expires_at": T0 + timedelta(days=3651)}, "import_expiry_within_ten_years"),
+        ({"status": "done", **ENDED, "lines": 3, "applied": 1}, "import_counts_add_up"),
+        (
+            {"status": "running", "started_at": T0, "lines": 1, "applied": 1, "rejected": 1},
+            "import_counts_add_up",
+        ),
+        ({"status": "running", "started_at": T0, "lines": 10_000_001}, "segment_import_lines_check"),
+        ({"status": "awaiting_upload", "lines": 2}, "import_no_lines_without_upload"),
+        ({"status": "running"}, "import_started_iff_uploaded"),
+        ({"status": "expired", **ENDED}, "import_started_iff_uploaded"),
+        ({"status": "done", "started_at": T0}, "import_finished_iff_ended"),
+        ({"status": "failed", **ENDED}, "import_failure_iff_failed"),
+        ({"status": "done", **ENDED, "failure": "segment deleted"}, "import_failure_iff_failed"),
+        ({"status": "running", "started_at": T0 - timedelta(seconds=1)}, "import_times_in_order"),
+    ],
+)
+def test_an_import_breaking_the_specs_rules_is_rejected(
+    db: Db, fields: dict[str, Any], constraint: str
+) -> None:
+    db.create("S")
+
+    with pytest.raises(errors.CheckViolation) as rejected, db.conn.transaction():
+        insert_import(db, **fields)
+
+    assert rejected.value.diag.constraint_name == constraint
+
+
+def test_an_import_of_a_segment_that_never_was_is_rejected(db: Db) -> None:
+    with pytest.raises(errors.ForeignKeyViolation), db.conn.transaction():
+        insert_import(db, slug="NEVER")
+
+
+@pytest.mark.parametrize(
+    ("rows", "error"),
+    [
+        ([(1, 7, None, None, "applied"), (2, 7, None, None, "unchanged")], errors.UniqueViolation),
+        ([(1, 7, None, None, "applied"), (1, 8, None, None, "applied")], errors.UniqueViolation),
+        ([(1, None, "abc", None, "rejected")], errors.CheckViolation),  # rejected without why
+        ([(1, 7, "7", "bad", "rejected")], errors.CheckViolation),
+        ([(1, None, None, None, "applied")], errors.CheckViolation),  # a good line without its user
+        ([(1, 7, None, None, "skipped")], errors.CheckViolation),
+        ([(0, 7, None, None, "applied")], errors.CheckViolation),
+    ],
+)
+def test_an_import_line_breaking_the_exactly_once_rules_is_rejected(
+    db: Db, rows: list[tuple[Any, ...]], error: type[Exception]
+) -> None:
+    db.create("S")
+    import_id = db.start_import("S")["import_id"]
+    insert = """INSERT INTO import_line (import_id, line, user_id, value, error, outcome)
+                VALUES (%s, %s, %s, %s, %s, %s)"""
+
+    with pytest.raises(error), db.conn.transaction():
+        for row in rows:
+            db.conn.execute(insert, (import_id, *row))
+
+
+def test_duplicates_of_a_decided_user_are_allowed(db: Db) -> None:
+    db.create("S")
+    import_id = db.start_import("S")["import_id"]
+    insert = "INSERT INTO import_line (import_id, line, user_id, outcome) VALUES (%s, %s, 7, %s)"
+
+    for line, outcome in [(1, "duplicate"), (2, "applied"), (3, "duplicate")]:
+        db.conn.execute(insert, (import_id, line, outcome))
+
+
+# --- two lines of one user at once (committed transactions: a database of their own) -------
+
+
+Committed = tuple[psycopg.Connection[dict[str, Any]], psycopg.Connection[dict[str, Any]], str]
+
+
+@pytest.fixture
+def committed() -> Iterator[Committed]:
+    """Two autocommit connections to a fresh database holding segment S and a running import of it."""
+    with (
+        fresh_database("segments_sql_lines") as dsn,
+        psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as first,
+        psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as second,
+    ):
+        db = Db(first)
+        db.create("S")
+        import_id = db.start_import("S")["import_id"]
+        db.run("start_import", import_id=import_id, lines=2, bytes=4, now=T0)
+        yield first, second, import_id
+
+
+def test_two_lines_of_one_user_at_once_change_the_user_once(committed: Committed) -> None:
+    first, second, import_id = committed
+    outcome: list[str | None] = []
+    with first.transaction():
+        Db(first).run("lock_user", user_id=7)
+        Db(first).run("apply_import_line", import_id=import_id, line=1, user_id=7, now=T0)
+        racing = threading.Thread(target=lambda: outcome.append(apply_line(second, import_id, 2, "7", T0)))
+        racing.start()
+        racing.join(timeout=0.5)
+        assert racing.is_alive()  # it waits at lock_user
+    racing.join(timeout=10)
+
+    assert outcome == ["duplicate"]
+    assert Db(first).report(T0) == [(7, "S", "add", T0, "import")]
+
+
+def test_the_key_keeps_a_user_changed_once_even_without_the_users_lock(committed: Committed) -> None:
+    first, second, import_id = committed
+    failed: list[BaseException] = []
+
+    def racing_line() -> None:
+        try:
+            Db(second).run("apply_import_line", import_id=import_id, line=2, user_id=7, now=T0)
+        except errors.UniqueViolation as error:
+            failed.append(error)
+
+    with first.transaction():
+        Db(first).run("apply_import_line", import_id=import_id, line=1, user_id=7, now=T0)
+        racing = threading.Thread(target=racing_line)
+        racing.start()
+        racing.join(timeout=0.5)
+        assert racing.is_alive()  # it waits for the first line's rows
+    racing.join(timeout=10)
+
+    assert len(failed) == 1  # its whole statement rolled back: the user was changed once
+    assert Db(first).report(T0) == [(7, "S", "add", T0, "import")]
 
 
 # --- the SQL functions against logic/buckets.py -------------------------------------------
