@@ -1,6 +1,7 @@
 """Every test runs against moto's in-process AWS, with the table built from template.yaml."""
 
 import os
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -75,3 +76,6 @@ def _forget_containers(entities: object, factory: object, settings: object) -> N
     """A new test sees a fresh catalog; clients are kept, as moto intercepts them in every test."""
     factory.get_catalog.cache_clear()  # type: ignore[attr-defined]
     factory.get_job_queue.cache_clear()  # type: ignore[attr-defined]
+    stream_table = sys.modules.get("handlers.stream_table")
+    if stream_table is not None:  # the deletions it knew were another test's
+        stream_table.deletion_time.forget()

@@ -5,7 +5,6 @@ job's message only names a job whose state lives in the table.
 """
 
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -17,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from dal.factory import get_history_store, get_job_queue, get_store
 from dal.history_store import AppliedChange, image_record
 from logic.counts import count_deltas
-from logic.history import ItemChange, history_rows
+from logic.history import DeletionTimes, ItemChange, history_rows
 from logic.jobs import Jobs, job_of
 from shared.observability import logger, metrics, tracer
 from shared.snapstart import prepare_for_snapshot
@@ -26,10 +25,12 @@ TTL_PRINCIPAL = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
-@lru_cache(maxsize=1024)
-def deletion_time(slug: str, generation: int) -> datetime | None:
+def _deleted_at(slug: str, generation: int) -> datetime | None:
     deleted = get_store().deleted_generation(slug, generation)
     return None if deleted is None else deleted.deleted_at
+
+
+deletion_time = DeletionTimes(_deleted_at)
 
 
 def change_of(raw: dict[str, Any]) -> AppliedChange | None:

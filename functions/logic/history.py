@@ -14,6 +14,30 @@ from models.domain import HistoryRow, MembershipRecord, MembershipState, Operati
 DeletionTime = Callable[[str, int], datetime | None]
 
 
+class DeletionTimes:
+    """When segment generations were deleted, each read once: a deletion never changes, so it is kept
+    (the latest `kept` of them); "not deleted" is asked again each time, as it may stop being true."""
+
+    def __init__(self, read: DeletionTime, kept: int = 1024) -> None:
+        self._read = read
+        self._kept = kept
+        self._known: dict[tuple[str, int], datetime] = {}
+
+    def __call__(self, slug: str, generation: int) -> datetime | None:
+        found = self._known.get((slug, generation))
+        if found is None:
+            found = self._read(slug, generation)
+            if found is None:
+                return None
+            self._known[(slug, generation)] = found
+            while len(self._known) > self._kept:
+                self._known.pop(next(iter(self._known)))
+        return found
+
+    def forget(self) -> None:
+        self._known.clear()
+
+
 class ItemChange(NamedTuple):
     """One stream record of a membership item."""
 

@@ -547,11 +547,6 @@ def database() -> Iterator[str]:
 
 @pytest.fixture
 def both(aws: None, database: str) -> Iterator[Differential]:
-    from handlers import stream_table
-
-    # Each test's moto starts empty, but the stream reader's per-container cache of deletion times
-    # would still answer a slug's generation with the deletion of an earlier test's.
-    stream_table.deletion_time.cache_clear()
     with psycopg.connect(database, autocommit=True, row_factory=dict_row) as conn:
         clock = Clock()
         yield Differential(Service(clock), Twin(conn), clock, list(SEED_USERS))

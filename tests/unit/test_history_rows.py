@@ -101,3 +101,20 @@ def test_ttl_reaching_a_member_of_a_generation_deleted_before_its_expiry_is_the_
 def test_an_expiry_update_of_a_membership_in_force_writes_nothing() -> None:
     old = record(MEMBER, ADDED, EXPIRY)
     assert rows(old, old._replace(revision=2, expires_at=None), seen_at=T + timedelta(minutes=5)) == []
+
+
+def test_a_generation_not_deleted_yet_is_asked_again_and_a_deletion_is_kept() -> None:
+    from logic.history import DeletionTimes
+
+    asked: list[tuple[str, int]] = []
+    deleted: dict[tuple[str, int], datetime] = {}
+
+    def read(slug: str, generation: int) -> datetime | None:
+        asked.append((slug, generation))
+        return deleted.get((slug, generation))
+
+    times = DeletionTimes(read, kept=2)
+    assert times("S", 1) is None
+    deleted[("S", 1)] = T
+    assert times("S", 1) == T  # deleted since it was asked: not answered from a kept "not deleted"
+    assert times("S", 1) == T and asked == [("S", 1), ("S", 1)]  # a deletion is read once
