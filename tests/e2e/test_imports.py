@@ -81,8 +81,13 @@ def put_with_curl(link: dict[str, Any], body: bytes, trust: str) -> None:
 
 
 def until_ended(api: ApiClient, location: str, timeout_s: float) -> dict[str, Any]:
+    """The import once it has ended, polled as a client would. A poll that API Gateway answers 502 or
+    504 (the emulator, one process on two cores, busy with the import's writes) is asked again."""
+
     def ended() -> dict[str, Any] | None:
         response = api.get(location)
+        if response.status_code in (502, 504):
+            return None
         assert response.status_code == 200, response.text
         body = dict(response.json())
         return body if body["status"] not in ("awaiting_upload", "running") else None
