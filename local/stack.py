@@ -26,7 +26,14 @@ STACK_NAME = "segments"
 # The emulator's stack answers at once (no catalog cache) and retries a failed job after a second.
 # It applies 4 import chunks at once, not 20: MiniStack serves every call in one process on this
 # machine's 2 cores, and 20 workers writing flat out leave the API's functions past their 10 s.
-PARAMETERS = {"CatalogCacheSeconds": "0", "LogLevel": "INFO", "JobRetrySeconds": "1", "ImportWorkers": "4"}
+# Expiries end within a second, as the SPEC wants locally.
+PARAMETERS = {
+    "CatalogCacheSeconds": "0",
+    "LogLevel": "INFO",
+    "JobRetrySeconds": "1",
+    "ImportWorkers": "4",
+    "ExpirySweepSeconds": "1",
+}
 
 
 class DeployError(Exception):

@@ -6,6 +6,8 @@ since (its worker died, its message was lost): so no job is lost however long a 
 Jobs marked failed wait in their dead-letter queue instead (docs/background-jobs.md).
 """
 
+import time
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -18,7 +20,21 @@ from logic.imports import sweep_import
 from logic.jobs import CLEANUP, IMPORT, REPORT, due_job
 from shared.clock import utc_now
 from shared.observability import logger, metrics, tracer
+from shared.settings import get_settings
 from shared.snapstart import prepare_for_snapshot
+
+# The schedule runs the sweeper every minute; it ends expiries every EXPIRY_SWEEP_SECONDS meanwhile,
+# and returns about when the next run starts (two that overlap end each expiry once: the writes are
+# conditional).
+EXPIRY_SWEEPS_FOR_SECONDS = 57
+
+
+def sweep_expiries(now: datetime) -> int:
+    store = get_store()
+    start, end = sweep_window(store.swept_until(), now)
+    ended = end_expired(store, store.expiring_members(start, end), now)
+    store.save_swept_until(end)
+    return ended
 
 
 @logger.inject_lambda_context
@@ -36,10 +52,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
         logger.info("import swept", extra={"import_id": item["import_id"]["S"], "outcome": outcome})
         done[IMPORT] += 1
     metrics.add_metric(name="ImportsSwept", unit=MetricUnit.Count, value=done[IMPORT])
-    store = get_store()
-    start, end = sweep_window(store.swept_until(), now)
-    done["expired"] = end_expired(store, store.expiring_members(start, end), now)
-    store.save_swept_until(end)
+    done["expired"] = sweep_expiries(utc_now())
+    interval = get_settings().expiry_sweep_seconds
+    while interval and (utc_now() - now).total_seconds() + interval < EXPIRY_SWEEPS_FOR_SECONDS:
+        time.sleep(interval)  # expiries are ended every `interval` until the next run is scheduled
+        done["expired"] += sweep_expiries(utc_now())
     metrics.add_metric(name="MembershipsExpired", unit=MetricUnit.Count, value=done["expired"])
     if any(done.values()):
         logger.info("swept", extra=done)

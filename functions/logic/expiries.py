@@ -1,6 +1,6 @@
-"""Expired memberships end within a minute, not when DynamoDB's TTL gets to them (within days): the
-sweeper tombstones each with its `ttl_expired` change, so history shows the expiry and the member
-counts drop at once (docs/background-jobs.md). TTL still deletes the tombstones later."""
+"""Expired memberships end within seconds (ExpirySweepSeconds), not when DynamoDB's TTL gets to them
+(within days): the sweeper tombstones each with its `ttl_expired` change, so history shows the expiry
+and the member counts drop at once (docs/background-jobs.md). TTL still deletes the tombstones later."""
 
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta

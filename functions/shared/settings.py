@@ -33,6 +33,9 @@ class Settings(NamedTuple):
     import_queue_url: str | None = None
     # The bucket imports are uploaded to (docs/imports.md), on the functions that sign its links or read it.
     imports_bucket: str | None = None
+    # The sweeper ends expired memberships this often within its minute (0: once a run; template:
+    # ExpirySweepSeconds), so that an expiry shows in history and the member counts within as long.
+    expiry_sweep_seconds: int = 0
     # SQS moves a job to its dead-letter queue after this many receives (template: maxReceiveCount).
     job_max_receives: int = 5
     # A failed job is tried again after this long, doubled at each failure (template: JobRetrySeconds).
@@ -49,6 +52,7 @@ class Settings(NamedTuple):
         _check(0 <= self.history_read_shards <= 1000, "history_read_shards", "from 0 to 1000")
         _check(1 <= self.job_max_receives <= 1000, "job_max_receives", "from 1 to 1000")
         _check(0 <= self.job_retry_seconds <= 900, "job_retry_seconds", "from 0 to 900")
+        _check(0 <= self.expiry_sweep_seconds <= 50, "expiry_sweep_seconds", "from 0 to 50")
         return self
 
 

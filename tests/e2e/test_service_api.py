@@ -114,3 +114,20 @@ def test_an_unsigned_call_is_refused(api: ApiClient) -> None:
     # When it calls a route, Then API Gateway refuses it before any function runs
     response = anonymous.get("/segments")
     assert response.status_code == 403, response.text
+
+
+def test_an_expiry_leaves_the_member_counts_within_seconds(api: ApiClient) -> None:
+    """The sweeper ends expired memberships every second on the emulator's stack (ExpirySweepSeconds):
+    the expiry is in history and the counts a moment later, not at the next minute."""
+    assert create(api, "E2E_COUNTED").status_code == 201
+    assert change(api, 3100, {"add": [{"slug": "E2E_COUNTED", "ttl_seconds": 3}]}).status_code == 200
+    assert change(api, 3101, {"add": ["E2E_COUNTED"]}).status_code == 200
+
+    def explicit() -> int:
+        return int(api.get("/segments/E2E_COUNTED").json()["members"]["explicit"])
+
+    assert eventually(lambda: explicit() == 2, timeout_s=10), explicit()
+    expired_at = time.monotonic() + 3
+    assert eventually(lambda: explicit() == 1, timeout_s=25), explicit()
+    # within the sweeper's gap between two runs (a few seconds) and the stream's delivery
+    assert time.monotonic() - expired_at < 15

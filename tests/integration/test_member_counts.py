@@ -133,3 +133,25 @@ def test_an_opt_out_outlives_the_end_of_the_percentage_and_a_later_remove(
     assert members(api, "B") == (0, 1)
     assert api.patch_segment("B", auto_percent=100).status == 200
     assert "B" not in api.segments_of(3)
+
+
+def test_the_sweeper_ends_an_expiry_that_comes_during_its_run(
+    api: Api, background: Background, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ExpirySweepSeconds the sweeper does not wait for its next run to end an expiry."""
+    import handlers.scheduled_sweeper
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("EXPIRY_SWEEP_SECONDS", "1")
+    monkeypatch.setattr(handlers.scheduled_sweeper, "EXPIRY_SWEEPS_FOR_SECONDS", 5)
+    get_settings.cache_clear()
+    try:
+        api.create_segment("SOON")
+        api.change_user(1, add=[{"slug": "SOON", "ttl_seconds": 1}])
+        background.settle()
+        assert members(api, "SOON") == (1, 0)
+        assert background.sweep()["expired"] == 1  # not expired when the run began; ended during it
+    finally:
+        get_settings.cache_clear()
+    background.settle()
+    assert members(api, "SOON") == (0, 0)

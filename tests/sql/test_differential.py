@@ -729,18 +729,3 @@ def test_an_expired_membership_leaves_the_member_counts_once_the_sweeper_ended_i
     both.clean_up()  # the background once its jobs are due: the sweeper has ended the expiry
 
     assert both.check_members([PLAIN]) == [(1, 0)]
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="SPEC: `members` counts stored explicit memberships, exact once the stream has caught up "
-    "(1 s locally). The service counts an expired membership until its sweeper (every minute) ends "
-    "it: after the expiry and Background.settle() it answers explicit 2 where the twin answers 1.",
-)
-def test_an_expired_membership_leaves_the_member_counts_once_the_stream_has_caught_up(
-    both: Differential,
-) -> None:
-    expired_member(both)
-
-    assert both.check_members([PLAIN]) == [(1, 0)]
