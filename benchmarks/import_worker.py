@@ -30,7 +30,7 @@ from typing import Any
 from models.domain import Import, ImportChunk, ImportMark, ImportMode, ImportStatus, MembershipWrite, Segment
 
 SLUG = "BENCH_IMPORT"
-IMPORT_ID = "01JBENCHIMPORT0000000000000"
+IMPORT_ID = "01JBENCHIMPORT000000000000"  # a ULID's 26 characters
 TTL_SECONDS = 3600  # the members expire within the month: each is in the month index too, as history is
 CREATED = datetime(2024, 1, 1, tzinfo=UTC)
 

@@ -1,4 +1,5 @@
-"""Issue 15: a bulk import's throughput within DynamoDB's limits, projected to 10,000,000 ids.
+"""Issue 15: a bulk import's throughput within DynamoDB's limits, projected to 10,000,000 ids
+(docs/performance.md). `python -m benchmarks.imports [--smoke]` prints these figures alone.
 
 - The worker's own rate: a generated file of ids (a shuffled block of consecutive ids) is planned and
   applied chunk by chunk by benchmarks.import_worker in fresh processes (their peak memory is theirs):
@@ -13,6 +14,8 @@
   partition reaches its limit with HEADROOM, whichever is lower, plus the planning of the file.
 """
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -21,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -211,9 +215,10 @@ def _metered_import(users: int, processes: int = 2) -> tuple[Meter, defaultdict[
     """Each process imports its share of the ids into the same segment (generation 1 in each moto): their
     meters add up to one table's that took the whole import."""
     share = -(-users // processes)
+    shares = [(first, min(share, users - first)) for first in range(0, users, share)]
     commands = [
-        [sys.executable, "-m", "benchmarks.imports", str(first), str(min(share, users - first)), str(users)]
-        for first in range(0, users, share)
+        [sys.executable, "-m", "benchmarks.imports", "share", str(first), str(count), str(users)]
+        for first, count in shares
     ]
     running = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) for command in commands]
     meter, reads = Meter(TABLE), defaultdict[str, float](float)
@@ -421,7 +426,7 @@ def _figures(
         ),
         Figure(
             "import_projected_s_1e7", projected, "s", None, f"<= {TARGET_S}",
-            f"{IDS:,} ids at {rates[binding]:,.0f} users/s, {binding} bind ("
+            f"{IDS:,} ids at {rates[binding]:,.0f} users/s, bound by {binding} ("
             + ", ".join(f"{name} {rate:,.0f}/s" for name, rate in rates.items())
             + f", at {HEADROOM:.0%} of a partition's limit) + planning {plan.seconds:.1f} s (plan "
             f"{plan.plan_s:.1f} s CPU, S3 copy and read {plan.s3_s:.1f} s at {S3_MIB_PER_S:g} MiB/s, "
@@ -431,7 +436,7 @@ def _figures(
             "import_projected_s_1e7.table_quota", IDS / quotas[quota_binding] + plan.seconds, "s", projected,
             "reported",
             f"the same within the default quota of {TABLE_WRU_QUOTA:,} write units/s of a table and of each "
-            f"index: {quota_binding} binds at {quotas[quota_binding]:,.0f} users/s; floor: partitions only",
+            f"index: bound by {quota_binding}, {quotas[quota_binding]:,.0f} users/s; floor: partitions only",
         ),
     ]  # fmt: skip
 
@@ -440,5 +445,18 @@ def _named(calls: Counter[str]) -> str:
     return " + ".join(f"{count} {name}" for name, count in sorted(calls.items()))
 
 
+def main(argv: list[str]) -> None:
+    """`python -m benchmarks.imports [--smoke]`: these figures alone, at make bench's sizes."""
+    from benchmarks.run import FULL, SMOKE, table
+
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    with contextlib.redirect_stdout(io.StringIO()):  # the handlers' metric lines
+        figures = measure(*(SMOKE if "--smoke" in argv else FULL).imports)
+    print(table(figures))
+
+
 if __name__ == "__main__":
-    print(json.dumps(_import_share(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))))
+    if sys.argv[1:2] == ["share"]:  # one process's share of the metered import
+        print(json.dumps(_import_share(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))))
+    else:
+        main(sys.argv[1:])

@@ -32,7 +32,7 @@ class Sizes:
     report_rows: tuple[int, int]
     hot_keys: tuple[int, int]  # users loaded into one segment, users of the mixed workload
     # ids of the generated import file, of the sample through the DynamoDB client, imported on moto
-    imports: tuple[int, int, int] = (1_000_000, 10_000, 10_000)
+    imports: tuple[int, int, int] = (1_000_000, 5_000, 10_000)
 
 
 FULL = Sizes(
