@@ -173,12 +173,13 @@ class CannedDynamo:
 
 def _segment_item() -> dict[str, Any]:
     from dal.entities import CATALOG, SegmentItem
+    from models.domain import MEMBER_SHARDS
     from shared.clock import to_stored
 
     item = SegmentItem(
         f"SEGMENT#{SLUG}", SegmentItem.SK, gsi1pk=CATALOG, gsi1sk=SLUG, slug=SLUG, generation=1, revision=1,
         status="active", description="", created_at=to_stored(CREATED), updated_at=to_stored(CREATED),
-        member_shards=64,
+        member_shards=MEMBER_SHARDS,
     )  # fmt: skip
     return dict(item.serialize())
 
