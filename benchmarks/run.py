@@ -31,12 +31,15 @@ class Sizes:
     bucket_users: int
     report_rows: tuple[int, int]
     hot_keys: tuple[int, int]  # users loaded into one segment, users of the mixed workload
+    # ids of the generated import file, of the sample through the DynamoDB client, imported on moto
+    imports: tuple[int, int, int] = (1_000_000, 5_000, 10_000)
 
 
 FULL = Sizes(
     2000, (50, 10, 20), (1, 10, 50), 15, None, 10_000, 10, 9, 5_000, (100_000, 1_000_000), (10_000, 1_000)
 )
 SMOKE = Sizes(3, (6, 2, 3), (1, 3), 1, ["GetUserSegmentsFunction"], 40, 10, 2, 50, (200, 2_000), (40, 30))
+SMOKE = replace(SMOKE, imports=(2_000, 200, 60))
 
 
 def measure(sizes: Sizes) -> list[Figure]:
@@ -61,6 +64,10 @@ def measure(sizes: Sizes) -> list[Figure]:
         figures += reports.measure(*sizes.report_rows)
     with progress("buckets"):
         figures += buckets.measure(sizes.bucket_users)[0]
+    from benchmarks import imports
+
+    with progress("imports"):
+        figures += imports.measure(*sizes.imports)
     with progress("cold starts"):
         figures += cold_start.measure(sizes.cold_repeats, sizes.cold_functions)[0]
     return figures

@@ -34,6 +34,14 @@ FIGURES = {
     "hottest_item_write_share.mixed",
     "hottest_partition_wcu_per_1k_updates.one_segment",
     "hottest_partition_wcu_per_1k_updates.mixed",
+    "import_rows_per_s_per_worker",
+    "import_plan_lines_per_s",
+    "import_worker_peak_mib",
+    "import_planner_peak_mib",
+    "import_hottest_partition_wcu_per_1k_users",
+    "import_table_wcu_per_1k_users",
+    "import_projected_s_1e7",
+    "import_projected_s_1e7.table_quota",
 }
 
 
