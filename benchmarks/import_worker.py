@@ -64,9 +64,11 @@ class MemoryImportStore:
         self._batch[0] += 2 * len(set(user_ids))  # two keys a user: the membership and the mark
         return dict.fromkeys(user_ids, (None, None))
 
-    def commit_import_user(self, write: MembershipWrite | None, mark: ImportMark, member_shards: int) -> None:
-        with self._lock:
-            self._batch[1 if write is not None else 2] += 1
+    def commit_import_users(
+        self, changes: list[tuple[MembershipWrite | None, ImportMark]], member_shards: int
+    ) -> None:
+        with self._lock:  # one user's mark alone is a PutItem; anything else one TransactWriteItems
+            self._batch[2 if len(changes) == 1 and changes[0][0] is None else 1] += 1
 
     def close_batch(self) -> None:
         if any(self._batch):

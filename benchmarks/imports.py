@@ -48,7 +48,7 @@ PARTITION_WCU, PARTITION_RCU, HEADROOM = 1000, 3000, 0.5
 TABLE_WRU_QUOTA = 40_000
 # Assumed latencies from a Lambda function in the table's region (p50): DynamoDB answers a GetItem,
 # BatchGetItem or PutItem in single-digit milliseconds; a TransactWriteItems takes two phases.
-READ_MS, PUT_MS, TRANSACT_MS = 5.0, 5.0, 10.0
+READ_MS, PUT_MS, TRANSACT_MS = 5.0, 5.0, 20.0  # a transaction: two phases, up to 50 items (25 users)
 S3_GET_MS, S3_MIB_PER_S, SQS_SEND_MS = 30.0, 50.0, 10.0
 FULL_VCPU_MB = 1769  # Lambda gives a function one vCPU at 1,769 MB, in proportion below it
 # A chunk's own calls besides its users' (logic.imports.run_chunk): the import and the chunk read, the

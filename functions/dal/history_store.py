@@ -62,8 +62,7 @@ class DynamoHistoryStore:
     def apply(self, changes: Sequence[AppliedChange]) -> int:
         """The records' rows and count changes, several records to a transaction, several transactions
         at once; how many rows were written. A record applied before (its mark is there) changes
-        nothing: a group holding one is applied again record by record. Each user's counts go to
-        that user's counter shard, so the items written do not depend on how records are grouped."""
+        nothing: a group holding one is applied again record by record."""
         return sum(self._writer.map(self._apply_group, _groups(changes)))
 
     def _apply_group(self, group: list[AppliedChange]) -> int:
@@ -113,22 +112,21 @@ class DynamoHistoryStore:
 
 
 def _counter_updates(group: list[AppliedChange]) -> list[tuple[CounterItem, list[Any]]]:
-    """One update per counter shard the group touches: each user's changes go to the user's own shard
-    of the segment generation, however the records are grouped, summed when users share a shard (a
-    transaction names an item once)."""
-    deltas: Counter[tuple[str, int, int, str]] = Counter()
+    """One update per segment generation the group changes, of one counter shard: the shard of the
+    group's first user (a count is the sum of its shards, so any will do). A burst of changes to one
+    segment, an import's, takes one counter write a transaction of up to 25 records, not one a user."""
+    deltas: Counter[tuple[str, int, str]] = Counter()
     for change in group:
-        shard = counter_shard(change.user_id)
-        for (slug, generation, kind), delta in change.deltas.items():
-            deltas[(slug, generation, shard, kind)] += delta
-    by_shard: dict[tuple[str, int, int], list[Any]] = {}
-    for (slug, generation, shard, kind), delta in sorted(deltas.items()):
+        deltas.update(change.deltas)
+    by_generation: dict[tuple[str, int], list[Any]] = {}
+    for (slug, generation, kind), delta in sorted(deltas.items()):
         if delta:
             attribute = CounterItem.explicit if kind == "explicit" else CounterItem.opted_out
-            by_shard.setdefault((slug, generation, shard), []).append(attribute.add(delta))
+            by_generation.setdefault((slug, generation), []).append(attribute.add(delta))
+    shard = counter_shard(group[0].user_id)
     return [
         (CounterItem(counter_pk(slug, generation, shard), CounterItem.SK), actions)
-        for (slug, generation, shard), actions in by_shard.items()
+        for (slug, generation), actions in by_generation.items()
     ]
 
 

@@ -223,34 +223,40 @@ class DynamoImportStore:
                 states[user_id] = (record, mark)
         return states
 
-    def commit_import_user(self, write: MembershipWrite | None, mark: ImportMark, member_shards: int) -> None:
-        """The user's change and mark in one transaction (the mark alone when nothing changes); each is
-        conditional on what was read, so ConcurrentChange if the user moved on or another line of the
-        import decided the user first."""
-        mark_item = ImportMarkItem(
+    def commit_import_users(
+        self, changes: list[tuple[MembershipWrite | None, ImportMark]], member_shards: int
+    ) -> None:
+        """Each user's change and mark, in one transaction of the users' own items (one user's mark
+        alone is a PutItem). Every item is conditional on what was read, so ConcurrentChange if any
+        user moved on or another line of the import decided a user first."""
+        marks = [self._mark_item(mark) for _, mark in changes]
+        if len(changes) == 1 and changes[0][0] is None:
+            try:
+                marks[0].save(condition=ImportMarkItem.pk.does_not_exist())
+            except PutError as error:
+                if _condition_failed(error):
+                    raise ConcurrentChange([]) from error
+                raise
+            return
+
+        def all_of_them(tx: TransactWrite) -> None:
+            for (write, _), mark_item in zip(changes, marks, strict=True):
+                if write is not None:
+                    membership = self._segments.membership_item(write.record, member_shards)
+                    tx.save(membership, condition=at_revision(write.expected_revision))
+                tx.save(mark_item, condition=ImportMarkItem.pk.does_not_exist())
+
+        transact(self._connection, all_of_them, [])
+
+    @staticmethod
+    def _mark_item(mark: ImportMark) -> ImportMarkItem:
+        return ImportMarkItem(
             user_pk(mark.user_id),
             import_sk(mark.import_id),
             line=mark.line,
             applied=mark.applied,
             ttl=int(time.time()) + IMPORT_MARK_SECONDS,
         )
-        unmarked = ImportMarkItem.pk.does_not_exist()
-        if write is None:
-            try:
-                mark_item.save(condition=unmarked)
-            except PutError as error:
-                if _condition_failed(error):
-                    raise ConcurrentChange([]) from error
-                raise
-            return
-        membership = self._segments.membership_item(write.record, member_shards)
-        condition = at_revision(write.expected_revision)
-
-        def both(tx: TransactWrite) -> None:
-            tx.save(membership, condition=condition)
-            tx.save(mark_item, condition=unmarked)
-
-        transact(self._connection, both, [])
 
     # --- plumbing -------------------------------------------------------------------------------
 

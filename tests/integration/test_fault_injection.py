@@ -204,19 +204,21 @@ def _scan() -> list[dict[str, Any]]:
 
 
 def history_items() -> list[str]:
-    """What the stream's reader wrote: every history row and every counter shard's counts."""
+    """What the stream's reader wrote: every history row and every segment generation's counts."""
     rows = [
         f"{item['pk']['S']}|{item['sk']['S']}|{item['reason']['S']}"
         for item in _scan()
         if item["sk"]["S"].startswith("HIST#")
     ]
-    counts = [
-        "|".join([item["pk"]["S"], *shard])
-        for item in _scan()
-        if item["pk"]["S"].startswith("COUNT#")
-        # a shard at zero counts what an absent one does: records applied together net their changes
-        if (shard := [item.get(name, {}).get("N", "0") for name in ("explicit", "opted_out")]) != ["0", "0"]
-    ]
+    # A generation's counts, the sum of its shards: which shard takes a change depends on how records
+    # were delivered together, what they add up to does not.
+    totals: Counter[tuple[str, str]] = Counter()
+    for item in _scan():
+        if item["pk"]["S"].startswith("COUNT#"):
+            generation = item["pk"]["S"].rsplit("#", 1)[0]
+            for name in ("explicit", "opted_out"):
+                totals[(generation, name)] += int(item.get(name, {}).get("N", "0"))
+    counts = [f"{generation}|{name}|{total}" for (generation, name), total in sorted(totals.items())]
     return sorted(rows + counts)
 
 

@@ -266,7 +266,7 @@ def test_a_chunk_job_killed_midway_and_run_again_counts_every_user_once(
     created = start(api, "S")
     upload(created, "\n".join(str(user) for user in range(1, 21)))
     commits = Counter[str]()
-    real = dal.imports.DynamoImportStore.commit_import_user
+    real = dal.imports.DynamoImportStore.commit_import_users
 
     class Killed(BaseException):
         pass
@@ -278,13 +278,13 @@ def test_a_chunk_job_killed_midway_and_run_again_counts_every_user_once(
             raise Killed
         real(self, *arguments)
 
-    monkeypatch.setattr(dal.imports.DynamoImportStore, "commit_import_user", dying)
+    monkeypatch.setattr(dal.imports.DynamoImportStore, "commit_import_users", dying)
     for _ in range(4):
         try:
             background.settle()
         except Killed:
             continue
-    monkeypatch.setattr(dal.imports.DynamoImportStore, "commit_import_user", real)
+    monkeypatch.setattr(dal.imports.DynamoImportStore, "commit_import_users", real)
     background.settle()
     with later(timedelta(minutes=30)):  # the sweeper sends the jobs the kills left unacknowledged
         background.sweep()
@@ -391,3 +391,34 @@ def test_a_chunk_that_keeps_failing_waits_whole_in_its_dead_letter_queue_until_r
     background.settle()
     job = api.get_import("S", created["import_id"]).body
     assert (job["status"], job["applied"]) == ("done", 2)
+
+
+def test_a_user_changed_between_the_imports_read_and_its_commit_is_decided_again(
+    api: Api, background: Background, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Users are committed several to a transaction; one a request changed meanwhile fails the
+    transaction, and each of its users is then decided again and committed on its own."""
+    import dal.imports
+
+    api.create_segment("S")
+    real = dal.imports.DynamoImportStore.import_states
+    raced = Counter[str]()
+
+    def racing(self: Any, slug: str, import_id: str, user_ids: list[int]) -> Any:
+        states = real(self, slug, import_id, user_ids)
+        if not raced["done"] and 7 in user_ids:
+            raced["done"] += 1
+            assert api.change_user(7, add=["S"]).status == 200  # after the read, before the commit
+        return states
+
+    monkeypatch.setattr(dal.imports.DynamoImportStore, "import_states", racing)
+    job = imported(api, background, "S", "\n".join(str(user) for user in range(1, 11)))
+    assert raced["done"] == 1
+    assert (job["applied"], job["unchanged"]) == (9, 1)
+    assert all(api.segments_of(user) == ["S"] for user in range(1, 11))
+    background.settle()
+    rows = [row for row in history() if row[1] == "S"]
+    assert sorted(rows) == sorted(
+        [(str(user), "S", "add", "import") for user in range(1, 11) if user != 7]
+        + [("7", "S", "add", "manual")]
+    )
