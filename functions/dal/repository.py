@@ -70,7 +70,7 @@ DELETED = "deleted"
 BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
 _READER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="rules")
 LOST_ANSWER_RESENDS = 2  # a transaction whose answer was lost is sent again, same token, this often
-HISTORY_SHARDS = 64
+HISTORY_SHARDS = 128
 # A job claimed by a worker and not saved since is lost (the workers' timeouts are shorter): the
 # sweeper sends it again (docs/background-jobs.md).
 JOB_STALE_AFTER = timedelta(minutes=20)

@@ -25,7 +25,7 @@ class Settings(NamedTuple):
     report_deadline_seconds: float = 20
     # Month-index partitions a month's history rows are spread over (docs/data-model.md, sizing), and
     # how many reports read: at least every count rows were written with (0: the same as written).
-    history_shards: int = 64
+    history_shards: int = 128
     history_read_shards: int = 0
     # The job queues (docs/background-jobs.md): set on the functions that send to them.
     cleanup_queue_url: str | None = None

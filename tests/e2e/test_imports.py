@@ -125,7 +125,10 @@ def test_an_uploaded_file_is_applied_with_exact_counts_errors_and_history(
     def counted() -> bool:
         return bool(api.get(f"/segments/{SLUG}").json()["members"]["explicit"] == len(file.users))
 
-    assert eventually(counted, timeout_s=120, interval_s=1), api.get(f"/segments/{SLUG}").json()["members"]
+    # the stream's reader takes a while longer than the import to reach every user on the emulator
+    assert eventually(counted, timeout_s=120 + LINES / 50, interval_s=2), api.get(f"/segments/{SLUG}").json()[
+        "members"
+    ]
     assert history_rows(deployed_stack) == {(user, "add", "import") for user in file.users}
     user = file.users[0]
     report = api.get(
