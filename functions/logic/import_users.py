@@ -84,6 +84,8 @@ def apply_users(
         deciding.setdefault(user_id, line)
     counts = ImportCounts(unchanged=len(users) - len(deciding))
     waiting = [(line, user_id) for user_id, line in deciding.items()]
+    if not waiting:
+        _read_segment(store, job, clock)  # a chunk of bad lines too stops an import of a deleted segment
     while waiting:
         batch, waiting = waiting[:BATCH], waiting[BATCH:]
         read = _read_segment(store, job, clock)

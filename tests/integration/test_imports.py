@@ -422,3 +422,28 @@ def test_a_user_changed_between_the_imports_read_and_its_commit_is_decided_again
         [(str(user), "S", "add", "import") for user in range(1, 11) if user != 7]
         + [("7", "S", "add", "manual")]
     )
+
+
+def test_a_chunk_of_bad_lines_after_the_deletion_fails_the_import_too(
+    api: Api, background: Background, small_chunks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logic.imports
+
+    api.create_segment("S")
+    created = start(api, "S")
+    upload(created, "1\n2\n3\n4\nbad\nworse\n\n-1\n")  # a chunk of users, then a chunk of bad lines
+    real = logic.imports.read_chunk
+
+    def deleting_before_the_second(data: bytes, first_line: int) -> Any:
+        if first_line > 1:
+            assert api.delete_segment("S").status == 204
+        return real(data, first_line)
+
+    monkeypatch.setattr(logic.imports, "read_chunk", deleting_before_the_second)
+    background.settle()
+    monkeypatch.setattr(logic.imports, "read_chunk", real)
+    api.create_segment("S")  # the slug again: the import was the deleted generation's
+    from dal.factory import get_import_store
+
+    job = get_import_store().find_import("S", created["import_id"])
+    assert job is not None and job.status.value == "failed" and job.failure == "segment deleted"
