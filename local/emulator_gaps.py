@@ -17,6 +17,9 @@ that fails once MiniStack no longer needs it (docs/local-runtime.md lists them).
    and blocks its shard. MiniStack does honour MaximumRecordAgeInSeconds: 60 s (AWS's least value)
    on each mapping with an OnFailure destination sends such a record there, a minute after it was
    written.
+4. Numbers from parameters: CloudFormation hands an event source mapping's ScalingConfig a Number
+   parameter's value as text, and the SQS poller then fails every poll (no job worker would run).
+   Each such mapping's MaximumConcurrency is set again, as the number, through UpdateEventSourceMapping.
 """
 
 from __future__ import annotations
@@ -25,7 +28,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from local.emulator import Emulator
+import requests
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+
+from local.emulator import ENDPOINT_URL, REGION, Emulator
 
 FAILED_RECORD_AGE_S = 60
 # ${Function.Arn}, or ${FunctionAliaslive}: an AutoPublishAlias alias (SnapStart), its ARN its physical id
@@ -40,6 +47,7 @@ class Observations:
     routes_bridged: list[str] = field(default_factory=list)
     ttl_status_after_deploy: str = ""
     aged_mappings: dict[str, str] = field(default_factory=dict)  # function logical id -> mapping UUID
+    scaling_as_text: dict[str, str] = field(default_factory=dict)  # function logical id -> mapping UUID
 
 
 def bridge(emulator: Emulator, processed: dict[str, Any], resources: dict[str, str]) -> Observations:
@@ -47,6 +55,7 @@ def bridge(emulator: Emulator, processed: dict[str, Any], resources: dict[str, s
     create_routes_from_openapi_body(emulator, processed, resources, observations)
     stop_ttl_deletions(emulator, processed, resources, observations)
     age_out_failing_records(emulator, processed, resources, observations)
+    cap_sqs_workers_with_numbers(emulator, processed, resources, observations)
     return observations
 
 
@@ -124,3 +133,33 @@ def age_out_failing_records(
         lambdas.update_event_source_mapping(UUID=mapping, MaximumRecordAgeInSeconds=FAILED_RECORD_AGE_S)
         function = properties["FunctionName"]["Ref"]
         observations.aged_mappings[function] = mapping
+
+
+def cap_sqs_workers_with_numbers(
+    emulator: Emulator, processed: dict[str, Any], resources: dict[str, str], observations: Observations
+) -> None:
+    lambdas = emulator.client("lambda")
+    for logical_id, resource in processed["Resources"].items():
+        if (
+            resource["Type"] != "AWS::Lambda::EventSourceMapping"
+            or "ScalingConfig" not in resource["Properties"]
+        ):
+            continue
+        mapping = resources[logical_id]
+        stored = _as_sent(emulator, "lambda", f"/2015-03-31/event-source-mappings/{mapping}")
+        maximum = stored["ScalingConfig"]["MaximumConcurrency"]
+        if not isinstance(maximum, str):
+            continue
+        lambdas.update_event_source_mapping(UUID=mapping, ScalingConfig={"MaximumConcurrency": int(maximum)})
+        observations.scaling_as_text[resource["Properties"]["FunctionName"]["Ref"]] = mapping
+
+
+def _as_sent(emulator: Emulator, service: str, path: str) -> dict[str, Any]:
+    """A GET of the emulator's AWS API, its JSON as sent: boto3 would turn a number sent as text into one."""
+    request = AWSRequest(method="GET", url=f"{ENDPOINT_URL}{path}")
+    SigV4Auth(emulator.session().get_credentials(), service, REGION).add_auth(request)
+    answer = requests.get(
+        request.url, headers=dict(request.headers), verify=str(emulator.certificate), timeout=30
+    )
+    answer.raise_for_status()
+    return dict(answer.json())

@@ -90,6 +90,15 @@ def test_a_failing_stream_record_is_dead_lettered_by_its_age_not_by_its_retries(
     )
 
 
+def test_a_number_parameter_reaches_an_sqs_mappings_scaling_config_as_text(
+    deployed_stack: DeployedStack,
+) -> None:
+    assert set(deployed_stack.gaps.scaling_as_text) == {"CleanupWorkerFunction", "ReportWorkerFunction"}, (
+        "MiniStack's CloudFormation now gives ScalingConfig a Number parameter as a number: "
+        "drop cap_sqs_workers_with_numbers from local/emulator_gaps.py"
+    )
+
+
 def test_ministacks_own_certificate_does_not_name_the_apis_host(tmp_path: Path) -> None:
     # MiniStack's generated certificate, made in a scratch TMPDIR by its own public helper
     environment = {**os.environ, "TMPDIR": str(tmp_path)}

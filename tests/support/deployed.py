@@ -22,8 +22,16 @@ def eventually(probe: Callable[[], T], timeout_s: float, interval_s: float = 0.5
         time.sleep(interval_s)
 
 
+_LOG_GROUPS: dict[str, str] = {}  # function name -> the log group it writes to
+
+
 def log_group(stack: DeployedStack, function_logical_id: str) -> str:
-    return f"/aws/lambda/{stack.function_name(function_logical_id)}"
+    """The deployed function's log group, as its LoggingConfig names it (template.yaml gives each its own)."""
+    name = stack.function_name(function_logical_id)
+    if name not in _LOG_GROUPS:
+        configuration = stack.client("lambda").get_function_configuration(FunctionName=name)
+        _LOG_GROUPS[name] = configuration["LoggingConfig"]["LogGroup"]
+    return _LOG_GROUPS[name]
 
 
 def log_messages(stack: DeployedStack, group: str) -> list[str]:
