@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from local.stack import DeployedStack
 
 T = TypeVar("T")
+TESTS_NAMESPACE = "SegmentsTests"  # CloudWatch metrics the tests put, apart from the stack's
 
 
 def eventually(probe: Callable[[], T], timeout_s: float, interval_s: float = 0.5) -> T:
@@ -89,6 +90,14 @@ def queue_messages(stack: DeployedStack, queue_logical_id: str) -> list[dict[str
         QueueUrl=stack.resources[queue_logical_id], MaxNumberOfMessages=10, VisibilityTimeout=0
     )
     return [json.loads(message["Body"]) for message in answer.get("Messages", [])]
+
+
+def evaluate_alarms(stack: DeployedStack) -> None:
+    """Has the emulator evaluate every alarm now: MiniStack does so when metric data is put, not every
+    period (test_emulator_gaps.py), so one datum of the tests' own namespace is put."""
+    stack.client("cloudwatch").put_metric_data(
+        Namespace=TESTS_NAMESPACE, MetricData=[{"MetricName": "Evaluate", "Value": 0}]
+    )
 
 
 def redrive(stack: DeployedStack, dead_letters: str, queue: str) -> int:
