@@ -331,3 +331,13 @@ def test_the_dashboard_shows_every_business_metric_the_functions_emit() -> None:
 
 def fnmatch_prefix(pattern: str, name: str) -> bool:
     return name.startswith(pattern[:-1]) if pattern.endswith("*") else name == pattern
+
+
+def test_every_parameter_is_in_the_operations_guide_with_its_default() -> None:
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    table = guide.split("## Parameters", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", table, re.MULTILINE))
+    assert set(rows) == set(PARAMETERS)
+    for name, parameter in PARAMETERS.items():
+        default = str(parameter["Default"]).lower() or "(empty)"
+        assert rows[name].strip().lower().replace(",", "") == default, name
