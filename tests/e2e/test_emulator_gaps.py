@@ -152,7 +152,7 @@ def test_sqs_has_no_message_move_task(deployed_stack: DeployedStack) -> None:
     )
 
 
-# --- CloudWatch (gaps 12 to 15): what the alarms and the dashboard of template.yaml read -----------
+# --- CloudWatch and the API stage (gaps 12 to 15): what the alarms and the dashboard read -----------
 
 LAMBDA_INVOKE_METRICS = {"Invocations", "Errors", "Throttles", "Duration"}
 
