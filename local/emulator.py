@@ -34,6 +34,9 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 # This machine points these at the system bundle; MiniStack gives its Lambda workers a bundle that
 # trusts its certificate only when they are unset (its workers inherit its environment).
 TRUST_VARIABLES = ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+# Its workers get its environment under their function's: powertools' switches of the caller (the
+# tests turn metrics and tracing off in-process) must not reach the deployed functions.
+NOT_INHERITED_PREFIXES = ("AWS_", "POWERTOOLS_")
 START_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 10
 
@@ -126,7 +129,7 @@ def start(state_dir: Path) -> Emulator:
     environment = {
         name: value
         for name, value in os.environ.items()
-        if name not in TRUST_VARIABLES and not name.startswith("AWS_")
+        if name not in TRUST_VARIABLES and not name.startswith(NOT_INHERITED_PREFIXES)
     }
     environment |= {
         "AUTH": "true",

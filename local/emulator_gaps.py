@@ -17,20 +17,22 @@ that fails once MiniStack no longer needs it (docs/local-runtime.md lists them).
    and blocks its shard. MiniStack does honour MaximumRecordAgeInSeconds: 60 s (AWS's least value)
    on each mapping with an OnFailure destination sends such a record there, a minute after it was
    written.
-4. SQS scaling: CloudFormation stores an event source mapping's ScalingConfig as the template gives
-   it, a parameter's value as text (AWS's CloudFormation passes it as a number), and the SQS poller
-   then fails on every poll comparing it with a count: no SQS-triggered function runs at all. The
-   mapping's ScalingConfig is set again through the Lambda API, which stores a number.
+4. Numbers from parameters: CloudFormation hands an event source mapping's ScalingConfig a Number
+   parameter's value as text, and the SQS poller then fails every poll (no job worker would run).
+   Each such mapping's MaximumConcurrency is set again, as the number, through UpdateEventSourceMapping.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from local.emulator import Emulator
+import requests
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+
+from local.emulator import ENDPOINT_URL, REGION, Emulator
 
 FAILED_RECORD_AGE_S = 60
 # ${Function.Arn}, or ${FunctionAliaslive}: an AutoPublishAlias alias (SnapStart), its ARN its physical id
@@ -45,8 +47,7 @@ class Observations:
     routes_bridged: list[str] = field(default_factory=list)
     ttl_status_after_deploy: str = ""
     aged_mappings: dict[str, str] = field(default_factory=dict)  # function logical id -> mapping UUID
-    sqs_poller_errors: int = 0  # the emulator's SQS poller failures before the scaling bridge
-    scaled_mappings: list[str] = field(default_factory=list)
+    scaling_as_text: dict[str, str] = field(default_factory=dict)  # function logical id -> mapping UUID
 
 
 def bridge(emulator: Emulator, processed: dict[str, Any], resources: dict[str, str]) -> Observations:
@@ -54,7 +55,7 @@ def bridge(emulator: Emulator, processed: dict[str, Any], resources: dict[str, s
     create_routes_from_openapi_body(emulator, processed, resources, observations)
     stop_ttl_deletions(emulator, processed, resources, observations)
     age_out_failing_records(emulator, processed, resources, observations)
-    set_scaling_as_numbers(emulator, processed, resources, observations)
+    cap_sqs_workers_with_numbers(emulator, processed, resources, observations)
     return observations
 
 
@@ -134,28 +135,31 @@ def age_out_failing_records(
         observations.aged_mappings[function] = mapping
 
 
-POLLER_ERROR = "ESM SQS poller error"
-
-
-def set_scaling_as_numbers(
+def cap_sqs_workers_with_numbers(
     emulator: Emulator, processed: dict[str, Any], resources: dict[str, str], observations: Observations
 ) -> None:
     lambdas = emulator.client("lambda")
-    mappings = [
-        resources[logical_id]
-        for logical_id, resource in processed["Resources"].items()
-        if resource["Type"] == "AWS::Lambda::EventSourceMapping" and "ScalingConfig" in resource["Properties"]
-    ]
-    if not mappings:
-        return
-    # The imports bucket's test event waits in the import queue from the deploy on: the poller meets
-    # it within a second or two, and fails on it while the gap is there.
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not observations.sqs_poller_errors:
-        observations.sqs_poller_errors = emulator.log_path.read_text(errors="replace").count(POLLER_ERROR)
-        time.sleep(0.2)
-    for mapping in mappings:
-        scaling = lambdas.get_event_source_mapping(UUID=mapping)["ScalingConfig"]
-        numbers = {name: int(value) for name, value in scaling.items()}
-        lambdas.update_event_source_mapping(UUID=mapping, ScalingConfig=numbers)
-        observations.scaled_mappings.append(mapping)
+    for logical_id, resource in processed["Resources"].items():
+        if (
+            resource["Type"] != "AWS::Lambda::EventSourceMapping"
+            or "ScalingConfig" not in resource["Properties"]
+        ):
+            continue
+        mapping = resources[logical_id]
+        stored = _as_sent(emulator, "lambda", f"/2015-03-31/event-source-mappings/{mapping}")
+        maximum = stored["ScalingConfig"]["MaximumConcurrency"]
+        if not isinstance(maximum, str):
+            continue
+        lambdas.update_event_source_mapping(UUID=mapping, ScalingConfig={"MaximumConcurrency": int(maximum)})
+        observations.scaling_as_text[resource["Properties"]["FunctionName"]["Ref"]] = mapping
+
+
+def _as_sent(emulator: Emulator, service: str, path: str) -> dict[str, Any]:
+    """A GET of the emulator's AWS API, its JSON as sent: boto3 would turn a number sent as text into one."""
+    request = AWSRequest(method="GET", url=f"{ENDPOINT_URL}{path}")
+    SigV4Auth(emulator.session().get_credentials(), service, REGION).add_auth(request)
+    answer = requests.get(
+        request.url, headers=dict(request.headers), verify=str(emulator.certificate), timeout=30
+    )
+    answer.raise_for_status()
+    return dict(answer.json())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,14 @@ from local.certificate import names_in
 from local.emulator import MINISTACK_PYTHON
 from local.stack import DeployedStack
 from tests.e2e.conftest import TtlProbe
-from tests.support.deployed import eventually, queue_messages
+from tests.support.deployed import (
+    TESTS_NAMESPACE,
+    evaluate_alarms,
+    eventually,
+    log_group,
+    log_messages,
+    queue_messages,
+)
 from tests.support.signed_http import ApiClient, SigV4
 from tests.support.table import http_routes
 
@@ -90,13 +98,13 @@ def test_a_failing_stream_record_is_dead_lettered_by_its_age_not_by_its_retries(
     )
 
 
-def test_a_scaling_config_from_a_parameter_stops_the_sqs_poller(deployed_stack: DeployedStack) -> None:
-    """Bridged by set_scaling_as_numbers: without it no SQS-triggered function would run."""
-    gaps = deployed_stack.gaps
-    assert gaps.scaled_mappings, "the template no longer has an SQS mapping with a ScalingConfig"
-    assert gaps.sqs_poller_errors > 0, (
-        "MiniStack's CloudFormation now stores ScalingConfig as a number: drop set_scaling_as_numbers "
-        "from local/emulator_gaps.py and its row in docs/local-runtime.md"
+def test_a_number_parameter_reaches_an_sqs_mappings_scaling_config_as_text(
+    deployed_stack: DeployedStack,
+) -> None:
+    workers = {"CleanupWorkerFunction", "ReportWorkerFunction", "ImportWorkerFunction"}
+    assert set(deployed_stack.gaps.scaling_as_text) == workers, (
+        "MiniStack's CloudFormation now gives ScalingConfig a Number parameter as a number: "
+        "drop cap_sqs_workers_with_numbers from local/emulator_gaps.py"
     )
 
 
@@ -142,4 +150,135 @@ def test_sqs_has_no_message_move_task(deployed_stack: DeployedStack) -> None:
     pytest.fail(
         "MiniStack now moves messages out of a dead-letter queue: drop redrive() from "
         "tests/support/deployed.py and use the documented command in test_background_jobs.py"
+    )
+
+
+# --- CloudWatch and the API stage (gaps 12 to 15): what the alarms and the dashboard read -----------
+
+LAMBDA_INVOKE_METRICS = {"Invocations", "Errors", "Throttles", "Duration"}
+
+
+def all_metrics(deployed_stack: DeployedStack) -> list[dict[str, Any]]:
+    pages = deployed_stack.client("cloudwatch").get_paginator("list_metrics").paginate()
+    return [metric for page in pages for metric in page["Metrics"]]
+
+
+def alarm_state(deployed_stack: DeployedStack, name: str) -> str:
+    (alarm,) = deployed_stack.client("cloudwatch").describe_alarms(AlarmNames=[name])["MetricAlarms"]
+    return str(alarm["StateValue"])
+
+
+def test_cloudwatch_gets_metrics_from_lambdas_invoke_api_alone(deployed_stack: DeployedStack) -> None:
+    """Not bridged: the alarms on queues, the API, the stream's lag and the service's own metrics stay
+    without data on the emulator; template.yaml's tests and the deployed alarms' definitions cover them."""
+    # Given a run that called the API, read the stream, dead-lettered a job (test_background_jobs.py)
+    # and invoked functions through Lambda's Invoke API
+    evaluate_alarms(deployed_stack)
+    metrics = all_metrics(deployed_stack)
+    namespaces = {metric["Namespace"] for metric in metrics} - {TESTS_NAMESPACE}
+    lambda_metrics = {metric["MetricName"] for metric in metrics if metric["Namespace"] == "AWS/Lambda"}
+    streamed = deployed_stack.function_name("StreamFunction")
+    by_stream_reader = [
+        metric for metric in metrics if {"Name": "FunctionName", "Value": streamed} in metric["Dimensions"]
+    ]
+    # Then CloudWatch holds Lambda's four metrics of invocations through its Invoke API, and nothing else:
+    # no AWS/SQS (dead-letter queues), AWS/ApiGateway (5xx), IteratorAge, Segments (embedded in logs),
+    # nor any metric of the invocations by the stream's mapping
+    gone = (
+        f"MiniStack now publishes more metrics ({namespaces}, {lambda_metrics}, {by_stream_reader}): "
+        "assert in tests/e2e/test_operations.py that their alarms reach ALARM (the poisoned job's "
+        "ReportDeadLetterQueueAlarm first) and update gap 12"
+    )
+    assert namespaces == {"AWS/Lambda"}, gone
+    assert lambda_metrics <= LAMBDA_INVOKE_METRICS, gone
+    assert by_stream_reader == [], gone
+    for name in ("ReportDeadLetterQueueAlarm", "StreamIteratorAgeAlarm", "Api5xxAlarm", "JobsFailedAlarm"):
+        assert alarm_state(deployed_stack, deployed_stack.resources[name]) == "INSUFFICIENT_DATA", name
+
+
+def test_embedded_metrics_in_a_functions_log_become_no_metric(deployed_stack: DeployedStack) -> None:
+    """Not bridged: the service's metrics (powertools' embedded metric format) are proven printed."""
+    # Given the poisoned report job's last try, logged with its JobsFailed metric
+    group = log_group(deployed_stack, "ReportWorkerFunction")
+
+    def jobs_failed() -> list[str]:
+        return [m for m in log_messages(deployed_stack, group) if '"_aws"' in m and '"JobsFailed"' in m]
+
+    assert eventually(jobs_failed, timeout_s=120, interval_s=2), "no JobsFailed in ReportWorkerFunction's log"
+    # Then CloudWatch has no metric of the Segments namespace
+    segments = deployed_stack.client("cloudwatch").list_metrics(Namespace="Segments")["Metrics"]
+    assert segments == [], (
+        "MiniStack now extracts embedded metrics from logs: assert in tests/e2e/test_operations.py that the "
+        "poisoned job drives JobsFailedAlarm to ALARM, and update gap 12"
+    )
+
+
+@pytest.fixture
+def probe_alarms(deployed_stack: DeployedStack) -> Iterator[list[str]]:
+    """Names of alarms a test makes for itself; deleted after it."""
+    names: list[str] = []
+    yield names
+    if names:
+        deployed_stack.client("cloudwatch").delete_alarms(AlarmNames=names)
+
+
+def test_alarms_are_evaluated_when_metric_data_is_put_not_every_period(
+    deployed_stack: DeployedStack, probe_alarms: list[str]
+) -> None:
+    """Bridged in the tests (tests/support/deployed.py, evaluate_alarms): one datum of their own is put."""
+    # Given an alarm on the monthly report's errors, with nothing to evaluate yet
+    cloudwatch = deployed_stack.client("cloudwatch")
+    function = deployed_stack.function_name("MonthlyReportFunction")
+    probe_alarms.append("segments-tests-evaluation-probe")
+    cloudwatch.put_metric_alarm(
+        AlarmName=probe_alarms[0], Namespace="AWS/Lambda", MetricName="Errors",
+        Dimensions=[{"Name": "FunctionName", "Value": function}], Statistic="Sum", Period=10,
+        EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )  # fmt: skip
+    assert alarm_state(deployed_stack, probe_alarms[0]) == "INSUFFICIENT_DATA", "an error in the last 10 s"
+    # When the function fails
+    answer = deployed_stack.client("lambda").invoke(FunctionName=function, Payload=b'{"time": "not-a-time"}')
+    assert answer.get("FunctionError") == "Unhandled"
+    time.sleep(2)
+    # Then its error datum alone leaves the alarm as it was; a datum put by anyone has it evaluated
+    assert alarm_state(deployed_stack, probe_alarms[0]) == "INSUFFICIENT_DATA", (
+        "MiniStack now evaluates alarms as data arrives: drop evaluate_alarms from tests/support/deployed.py"
+    )
+    evaluate_alarms(deployed_stack)
+    assert alarm_state(deployed_stack, probe_alarms[0]) == "ALARM"
+
+
+def test_an_alarm_is_evaluated_over_every_dimension_of_its_metric(
+    deployed_stack: DeployedStack, probe_alarms: list[str]
+) -> None:
+    """Not bridged: on the emulator one function's errors put every errors alarm in ALARM; the tests
+    only assert the failing function's own."""
+    # Given two alarms on one metric of the tests' own, one for each value of its dimension
+    cloudwatch = deployed_stack.client("cloudwatch")
+    for probe in ("a", "b"):
+        probe_alarms.append(f"segments-tests-dimension-probe-{probe}")
+        cloudwatch.put_metric_alarm(
+            AlarmName=probe_alarms[-1], Namespace=TESTS_NAMESPACE, MetricName="Failures",
+            Dimensions=[{"Name": "Probe", "Value": probe}], Statistic="Sum", Period=60, EvaluationPeriods=1,
+            Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold",
+        )  # fmt: skip
+    # When only b fails
+    cloudwatch.put_metric_data(
+        Namespace=TESTS_NAMESPACE,
+        MetricData=[{"MetricName": "Failures", "Dimensions": [{"Name": "Probe", "Value": "b"}], "Value": 1}],
+    )
+    # Then a's alarm is in ALARM too
+    assert alarm_state(deployed_stack, probe_alarms[1]) == "ALARM"
+    assert alarm_state(deployed_stack, probe_alarms[0]) == "ALARM", (
+        "MiniStack now evaluates an alarm on its own dimensions: update gap 14 in docs/local-runtime.md"
+    )
+
+
+def test_a_stages_route_settings_from_cloudformation_read_back_empty(deployed_stack: DeployedStack) -> None:
+    """Not bridged, and not enforced: the emulator throttles no route. template.yaml's tests check the
+    settings as CloudFormation receives them."""
+    stage = deployed_stack.client("apigatewayv2").get_stage(ApiId=deployed_stack.api_id, StageName="$default")
+    assert stage.get("DefaultRouteSettings", {}) == {}, (
+        "MiniStack now answers a stage's DefaultRouteSettings as deployed: assert them in "
+        "tests/e2e/test_operations.py (DetailedMetricsEnabled, the throttling parameters) and update gap 15"
     )

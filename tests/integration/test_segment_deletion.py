@@ -205,6 +205,38 @@ def test_a_failing_cleanup_job_waits_whole_in_its_dead_letter_queue_and_a_redriv
     assert {item["state"]["S"] for item in items_of("SEG#AVITO_VOICE_MESSAGES")} == {"removed"}
 
 
+def emitted_metrics(output: str) -> list[str]:
+    """The metric names of every CloudWatch embedded-metric record printed (what Lambda's logs carry)."""
+    records = [json.loads(line) for line in output.splitlines() if line.startswith('{"_aws"')]
+    return [
+        metric["Name"]
+        for record in records
+        for directive in record["_aws"]["CloudWatchMetrics"]
+        for metric in directive["Metrics"]
+    ]
+
+
+def test_a_job_failing_its_last_try_counts_once_in_jobs_failed(
+    seeded: Api,
+    background: Background,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a clean-up whose store fails every time, and metrics printed as in Lambda
+    background.settle()
+    indexes_caught_up()
+    seeded.delete_segment("AVITO_VOICE_MESSAGES")
+    monkeypatch.setattr(type(get_store()), "members_page", lambda *args, **kwargs: 1 / 0)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    background.stream()
+    capsys.readouterr()
+    # When its five tries fail
+    background.jobs("cleanup")
+    # Then the last one, and only it, counts in JobsFailed (the metric of JobsFailedAlarm)
+    assert emitted_metrics(capsys.readouterr().out).count("JobsFailed") == 1
+    assert len(background.dead_letters("cleanup")) == 1
+
+
 def test_a_lost_cleanup_message_is_sent_again_by_the_sweeper(seeded: Api, background: Background) -> None:
     seeded.delete_segment("AVITO_VOICE_MESSAGES")
     background.stream()
