@@ -74,6 +74,32 @@ def padded_user(user_id: int) -> str:
     return f"{user_id:019d}"
 
 
+def history_month_sk(at: str, user_id: int, slug: str, operation: str) -> str:
+    """gsi2 sort key of a history row: report order (time, user, slug), then the operation."""
+    return f"{at}#{padded_user(user_id)}#{slug}#{operation}"
+
+
+def expiry_month_sk(expires_at: str, user_id: int, slug: str) -> str:
+    """gsi2 sort key of an expiring membership: just before the row its expiry makes (a prefix of it)."""
+    return f"{expires_at}#{padded_user(user_id)}#{slug}"
+
+
+def month_sk_bound(at: str) -> str:
+    """A bound between two slices of a month (a stored timestamp): every sort key of the month index is
+    `{at}#...`, so no key equals a bound, all keys of one instant sort on the same side of it (after
+    it when the instant is the bound's), and a row and the expiring membership it duplicates (which
+    share their instant, user and slug) are never parted."""
+    return at
+
+
+def month_sk_parts(sort_key: str) -> tuple[str, int, str, str | None]:
+    """(stored time, user id, slug, operation) of a month-index sort key; no operation for an expiring
+    membership. Slugs hold no '#'."""
+    at, user, rest = sort_key.split("#", 2)
+    slug, _, operation = rest.partition("#")
+    return at, int(user), slug, operation or None
+
+
 class _TableMeta:
     table_name = os.environ.get("TABLE_NAME", "segments")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
