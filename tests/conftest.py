@@ -75,3 +75,4 @@ def _forget_containers(entities: object, factory: object, settings: object) -> N
     """A new test sees a fresh catalog; clients are kept, as moto intercepts them in every test."""
     factory.get_catalog.cache_clear()  # type: ignore[attr-defined]
     factory.get_job_queue.cache_clear()  # type: ignore[attr-defined]
+    factory.get_fan_out.cache_clear()  # type: ignore[attr-defined]

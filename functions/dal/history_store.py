@@ -81,7 +81,7 @@ class DynamoHistoryStore:
             try:
                 with TransactWrite(connection=shared_connection(), client_request_token=token) as tx:
                     for row in dict.fromkeys(row for change in group for row in change.rows):
-                        tx.save(_item(row, self._shards))
+                        tx.save(history_item(row, self._shards))
                     for update in _counter_updates(group):
                         tx.update(update[0], update[1])
                     for change in group:
@@ -236,7 +236,8 @@ def _month_entry(item: dict[str, Any]) -> HistoryRow | MembershipRecord:
     return HistoryRow(from_stored(at), user_id, slug, Operation(operation), Reason(item["reason"]["S"]))
 
 
-def _item(row: HistoryRow, shards: int) -> HistoryItem:
+def history_item(row: HistoryRow, shards: int) -> HistoryItem:
+    """A history row's item; in the month index unless it is silent."""
     at = to_stored(row.at)
     item = HistoryItem(
         user_pk(row.user_id),
