@@ -136,3 +136,9 @@ def measure(rows: int) -> list[Figure]:
             f"{shards} partitions x {READ_UNITS_A_PARTITION:,} units/s)",
         ),
     ]
+
+
+if __name__ == "__main__":  # python -m benchmarks.report_fanout [ROWS]: these figures alone
+    from benchmarks.run import table
+
+    print(table(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)))
