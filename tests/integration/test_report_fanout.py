@@ -337,3 +337,24 @@ def test_a_small_composed_report_is_one_put_that_carries_its_tags(aws: None) -> 
     assert s3.get_object(Bucket=BUCKET, Key="reports/small.csv")["Body"].read() == b"0\n1\n2\n"
     assert calls["PutObject"] == 1 and calls["CreateMultipartUpload"] == 0 and calls["PutObjectTagging"] == 0
     assert storage.describe("reports/small.csv") == StoredReport(rows=2, complete=False)
+
+
+def test_a_later_request_plans_again_and_the_old_runs_slices_leave_the_jobs_index(
+    fan_out: Background,
+) -> None:
+    from dal.factory import get_background_reports, get_job_index
+
+    # Given a month planned (its slices sent, none written yet), then done and asked for again
+    write_month(rows=20)
+    ask_for_the_month()
+    fan_out.stream()
+    assert fan_out.jobs("report", limit=1) == 1  # the plan: eight slices sent
+    background = get_background_reports()
+    background.finish(KEY)
+    assert background.request(KEY, MONTH, None, datetime.now(UTC))
+    # When the background runs both runs' messages
+    fan_out.settle()
+    # Then the report is complete, and no slice of either run is left for the sweeper to send again
+    assert stored() == single_writer_report()
+    indexes_caught_up()
+    assert get_job_index().due("report", datetime.now(UTC) + LATER) == []
