@@ -17,10 +17,15 @@ that fails once MiniStack no longer needs it (docs/local-runtime.md lists them).
    and blocks its shard. MiniStack does honour MaximumRecordAgeInSeconds: 60 s (AWS's least value)
    on each mapping with an OnFailure destination sends such a record there, a minute after it was
    written.
+4. Maximum concurrency: CloudFormation keeps an event source mapping's ScalingConfig as the template
+   resolves it, and a parameter's value is text ("2"), which MiniStack's poller compares with its
+   count of batches in flight and fails on: the queue is never read. It is given again as the
+   integer CloudFormation makes of it on AWS.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +45,7 @@ class Observations:
     routes_bridged: list[str] = field(default_factory=list)
     ttl_status_after_deploy: str = ""
     aged_mappings: dict[str, str] = field(default_factory=dict)  # function logical id -> mapping UUID
+    concurrency_as_text: dict[str, Any] = field(default_factory=dict)  # mapping logical id -> as found
 
 
 def bridge(emulator: Emulator, processed: dict[str, Any], resources: dict[str, str]) -> Observations:
@@ -47,6 +53,7 @@ def bridge(emulator: Emulator, processed: dict[str, Any], resources: dict[str, s
     create_routes_from_openapi_body(emulator, processed, resources, observations)
     stop_ttl_deletions(emulator, processed, resources, observations)
     age_out_failing_records(emulator, processed, resources, observations)
+    integer_maximum_concurrency(emulator, processed, resources, observations)
     return observations
 
 
@@ -124,3 +131,26 @@ def age_out_failing_records(
         lambdas.update_event_source_mapping(UUID=mapping, MaximumRecordAgeInSeconds=FAILED_RECORD_AGE_S)
         function = properties["FunctionName"]["Ref"]
         observations.aged_mappings[function] = mapping
+
+
+def integer_maximum_concurrency(
+    emulator: Emulator, processed: dict[str, Any], resources: dict[str, str], observations: Observations
+) -> None:
+    lambdas = emulator.client("lambda")
+    answers: list[dict[str, Any]] = []  # as sent: botocore makes a text number an integer
+    lambdas.meta.events.register(
+        "before-parse.lambda.GetEventSourceMapping",
+        lambda response_dict, **_: answers.append(json.loads(response_dict["body"] or b"{}")),
+    )
+    for logical_id, resource in processed["Resources"].items():
+        if resource["Type"] != "AWS::Lambda::EventSourceMapping":
+            continue
+        if "ScalingConfig" not in resource["Properties"]:
+            continue
+        mapping = resources[logical_id]
+        lambdas.get_event_source_mapping(UUID=mapping)
+        found = answers[-1]["ScalingConfig"]["MaximumConcurrency"]
+        if isinstance(found, int):
+            continue  # the emulator made it an integer: nothing to bridge
+        observations.concurrency_as_text[logical_id] = found
+        lambdas.update_event_source_mapping(UUID=mapping, ScalingConfig={"MaximumConcurrency": int(found)})

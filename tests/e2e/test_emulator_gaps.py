@@ -39,6 +39,13 @@ def test_cloudformation_does_not_turn_on_the_tables_ttl(deployed_stack: Deployed
     )
 
 
+def test_cloudformation_keeps_a_parameters_maximum_concurrency_as_text(deployed_stack: DeployedStack) -> None:
+    assert deployed_stack.gaps.concurrency_as_text == {"ReportWorkerFunctionJobs": "2"}, (
+        "MiniStack's CloudFormation now makes a mapping's MaximumConcurrency an integer: "
+        "drop integer_maximum_concurrency from local/emulator_gaps.py"
+    )
+
+
 def test_ttl_deletions_leave_no_stream_record(deployed_stack: DeployedStack, ttl_probe: TtlProbe) -> None:
     # Given a table of the probe's with TTL on and an item that expired at once
     dynamodb = deployed_stack.client("dynamodb")
