@@ -141,6 +141,11 @@ def _units(size: int) -> int:
     return max(1, math.ceil(size / KB))
 
 
+def item_size(item: dict[str, Any] | None) -> int:
+    """An item's size as DynamoDB bills reads and writes of it."""
+    return _size(item)
+
+
 def _size(item: dict[str, Any] | None) -> int:
     """DynamoDB's item size: attribute names plus values (numbers about 1 byte per 2 digits + 1)."""
     if item is None:

@@ -28,7 +28,9 @@ class GeneratedHistory:
     def __init__(self, rows: int) -> None:
         self._rows = rows
 
-    def all_users_month(self, month: str) -> Iterator[HistoryRow | MembershipRecord]:
+    def all_users_month(
+        self, month: str, since: datetime | None = None, until: datetime | None = None
+    ) -> Iterator[HistoryRow | MembershipRecord]:
         step = timedelta(days=30) / self._rows
         for number in range(self._rows):
             operation = Operation.ADD if number % 3 else Operation.REMOVE
@@ -58,7 +60,9 @@ class PlainSegments:
 
 
 class NoBackground:
-    def request(self, key: str, period: str, user_id: int | None, now: datetime) -> bool:
+    def request(
+        self, key: str, period: str, user_id: int | None, now: datetime, fan_out: bool = False
+    ) -> bool:
         raise AssertionError("the benchmark gives the report all the time it needs")
 
 

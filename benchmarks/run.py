@@ -31,19 +31,34 @@ class Sizes:
     bucket_users: int
     report_rows: tuple[int, int]
     hot_keys: tuple[int, int]  # users loaded into one segment, users of the mixed workload
+    report_slice_rows: int  # one slice of a fanned-out month
     # ids of the generated import file, of the sample through the DynamoDB client, imported on moto
     imports: tuple[int, int, int] = (1_000_000, 5_000, 10_000)
 
 
 FULL = Sizes(
-    2000, (50, 10, 20), (1, 10, 50), 15, None, 10_000, 10, 9, 5_000, (100_000, 1_000_000), (10_000, 1_000)
-)
-SMOKE = Sizes(3, (6, 2, 3), (1, 3), 1, ["GetUserSegmentsFunction"], 40, 10, 2, 50, (200, 2_000), (40, 30))
-SMOKE = replace(SMOKE, imports=(2_000, 200, 60))
+    2000, (50, 10, 20), (1, 10, 50), 15, None, 10_000, 10, 9, 5_000, (100_000, 1_000_000), (10_000, 1_000),
+    1_000_000,
+)  # fmt: skip
+SMOKE = Sizes(
+    3, (6, 2, 3), (1, 3), 1, ["GetUserSegmentsFunction"], 40, 10, 2, 50, (200, 2_000), (40, 30), 2_000,
+    (2_000, 200, 60),
+)  # fmt: skip
 
 
 def measure(sizes: Sizes) -> list[Figure]:
-    from benchmarks import buckets, cold_start, cost, deletes, hot_keys, read_path, reports, writes
+    from benchmarks import (
+        buckets,
+        cold_start,
+        cost,
+        deletes,
+        hot_keys,
+        imports,
+        read_path,
+        report_fanout,
+        reports,
+        writes,
+    )
 
     figures: list[Figure] = []
     with moto_aws():
@@ -62,10 +77,10 @@ def measure(sizes: Sizes) -> list[Figure]:
         figures += hot_keys.measure(*sizes.hot_keys)[0]
     with progress("reports"):
         figures += reports.measure(*sizes.report_rows)
+    with progress("report fan-out"):
+        figures += report_fanout.measure(sizes.report_slice_rows)
     with progress("buckets"):
         figures += buckets.measure(sizes.bucket_users)[0]
-    from benchmarks import imports
-
     with progress("imports"):
         figures += imports.measure(*sizes.imports)
     with progress("cold starts"):

@@ -79,3 +79,4 @@ def _forget_containers(entities: object, factory: object, settings: object) -> N
     stream_table = sys.modules.get("handlers.stream_table")
     if stream_table is not None:  # the deletions it knew were another test's
         stream_table.deletion_time.forget()
+    factory.get_fan_out.cache_clear()  # type: ignore[attr-defined]

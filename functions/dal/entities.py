@@ -79,6 +79,32 @@ def padded_user(user_id: int) -> str:
     return f"{user_id:019d}"
 
 
+def history_month_sk(at: str, user_id: int, slug: str, operation: str) -> str:
+    """gsi2 sort key of a history row: report order (time, user, slug), then the operation."""
+    return f"{at}#{padded_user(user_id)}#{slug}#{operation}"
+
+
+def expiry_month_sk(expires_at: str, user_id: int, slug: str) -> str:
+    """gsi2 sort key of an expiring membership: just before the row its expiry makes (a prefix of it)."""
+    return f"{expires_at}#{padded_user(user_id)}#{slug}"
+
+
+def month_sk_bound(at: str) -> str:
+    """A bound between two slices of a month (a stored timestamp): every sort key of the month index is
+    `{at}#...`, so no key equals a bound, all keys of one instant sort on the same side of it (after
+    it when the instant is the bound's), and a row and the expiring membership it duplicates (which
+    share their instant, user and slug) are never parted."""
+    return at
+
+
+def month_sk_parts(sort_key: str) -> tuple[str, int, str, str | None]:
+    """(stored time, user id, slug, operation) of a month-index sort key; no operation for an expiring
+    membership. Slugs hold no '#'."""
+    at, user, rest = sort_key.split("#", 2)
+    slug, _, operation = rest.partition("#")
+    return at, int(user), slug, operation or None
+
+
 class _TableMeta:
     table_name = os.environ.get("TABLE_NAME", "segments")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
@@ -418,10 +444,59 @@ class ReportRequestItem(Model):
     ttl = NumberAttribute()
     gsi1pk = UnicodeAttribute(null=True)  # in the jobs index (JOBS#report) while pending
     gsi1sk = UnicodeAttribute(null=True)
+    # A fanned-out report (an all-users month too big for one writer): docs/background-jobs.md.
+    fan_out = BooleanAttribute(null=True)  # asked for by a writer that missed its deadline already
+    run = UnicodeAttribute(null=True)  # the fan-out run: its slices' sort keys and temporary objects
+    slices = NumberAttribute(null=True)
+    planned_at = UnicodeAttribute(null=True)  # the slices' `now`
+    closed = BooleanAttribute(null=True)  # the month had settled when planned: the report is final
+    claimed_until = UnicodeAttribute(null=True)  # the slices are being composed until then
 
 
 def report_request_pk(object_key: str) -> str:
     return f"REPORT#{object_key}"
+
+
+def report_slice_sk(run: str, index: int) -> str:
+    return f"{report_slices_prefix(run)}{index:05d}"
+
+
+def report_slices_prefix(run: str) -> str:
+    """The sort keys of one fan-out run's slices: the request's partition, in report order."""
+    return f"SLICE#{run}#"
+
+
+def report_slice_job(object_key: str, run: str, index: int) -> str:
+    """How a slice is named in the jobs index (after its due time)."""
+    return f"{object_key}#{run}#{index:05d}"
+
+
+class ReportSliceItem(Model):
+    """pk=REPORT#{object key}, sk=SLICE#{run}#{index}: one slice of a fanned-out report, a job of its
+    own (in the jobs index, JOBS#report, until done): the month index's rows between two sort-key
+    bounds, written by one worker as a temporary object (docs/background-jobs.md)."""
+
+    class Meta(_TableMeta):
+        pass
+
+    ENTITY = "REPORT_SLICE"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    entity = UnicodeAttribute(default=ENTITY)
+    key = UnicodeAttribute()  # the request's object key
+    run = UnicodeAttribute()
+    index = NumberAttribute()
+    lower = UnicodeAttribute(null=True)  # a stored timestamp, inclusive; none: the month's first slice
+    upper = UnicodeAttribute(null=True)  # exclusive; none: the month's last slice
+    status = UnicodeAttribute()  # pending | done | failed (its job waits in the dead-letter queue)
+    claimed_until = UnicodeAttribute(null=True)  # a worker is writing it until then
+    part = UnicodeAttribute(null=True)  # the temporary object, once written (none: the slice is empty)
+    rows = NumberAttribute(null=True)
+    size = NumberAttribute(null=True)  # bytes
+    ttl = NumberAttribute()
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
 
 
 IMPORT_SK_PREFIX = "IMPORT#"
@@ -548,6 +623,7 @@ ALL_MODELS: tuple[type[Model], ...] = (
     ImportItem,
     ImportChunkItem,
     ImportMarkItem,
+    ReportSliceItem,
 )
 
 

@@ -14,7 +14,9 @@ if TYPE_CHECKING:  # imported lazily: only the report functions need S3, only so
     from dal.import_files import S3ImportFiles
     from dal.imports import DynamoImportStore
     from dal.jobs import DynamoJobIndex, SqsJobQueue
-    from dal.report_storage import DynamoBackgroundReports, S3ReportStorage
+    from dal.report_jobs import DynamoBackgroundReports
+    from dal.report_storage import S3ReportStorage
+    from logic.report_fanout import FanOut
 
 
 @lru_cache(maxsize=1)
@@ -57,10 +59,22 @@ def get_report_storage() -> "S3ReportStorage":
 
 @lru_cache(maxsize=1)
 def get_background_reports() -> "DynamoBackgroundReports":
-    from dal.report_storage import DynamoBackgroundReports
+    from dal.report_jobs import DynamoBackgroundReports
 
     get_store()
     return DynamoBackgroundReports()
+
+
+@lru_cache(maxsize=1)
+def get_fan_out() -> "FanOut":
+    """The report worker's fan-out of an all-users month: its slices on the report queue."""
+    from logic.report_fanout import FanOut
+
+    queue = get_job_queue("report")
+    return FanOut(
+        get_history_store(), get_store(), get_report_storage(), get_background_reports(), queue.send,
+        get_settings().report_workers,
+    )  # fmt: skip
 
 
 @lru_cache(maxsize=4)

@@ -7,7 +7,8 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, NamedTuple, TypeVar
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
@@ -20,10 +21,12 @@ from dal.entities import (
     applied_sk,
     counter_pk,
     counter_shard,
+    history_month_sk,
     history_shard,
     history_sk,
     month_pk,
-    padded_user,
+    month_sk_bound,
+    month_sk_parts,
     shared_connection,
     user_pk,
 )
@@ -32,9 +35,7 @@ from dal.transient import busy_when_transient, is_transient
 from models.domain import CountDeltas, HistoryRow, MembershipRecord, Operation, Reason
 from shared.clock import from_stored, to_stored
 
-T = TypeVar("T")
 APPLIED_MARK_SECONDS = 2 * 86_400  # past the stream's 24 hours of retention
-_EMPTY: Any = object()
 RECORDS_PER_TRANSACTION = 25  # each writes a row or two and its mark: well within 100 items
 TRANSACT_ITEMS = 100  # DynamoDB's limit per transaction
 
@@ -79,7 +80,7 @@ class DynamoHistoryStore:
             try:
                 with TransactWrite(connection=shared_connection(), client_request_token=token) as tx:
                     for row in dict.fromkeys(row for change in group for row in change.rows):
-                        tx.save(_item(row, self._shards))
+                        tx.save(history_item(row, self._shards))
                     for update in _counter_updates(group):
                         tx.update(update[0], update[1])
                     for change in group:
@@ -102,13 +103,20 @@ class DynamoHistoryStore:
         items = HistoryItem.query(user_pk(user_id), HistoryItem.sk.between("HIST#", f"HIST#{end}"))
         return (_row(item) for item in items)
 
-    def all_users_month(self, month: str) -> Iterator[HistoryRow | MembershipRecord]:
+    def all_users_month(
+        self, month: str, since: datetime | None = None, until: datetime | None = None
+    ) -> Iterator[HistoryRow | MembershipRecord]:
         """A month of every user from the month index, in report order (time, user, slug): its history
-        rows, and the memberships expiring in it that DynamoDB's TTL has not deleted yet. One Query
-        per shard, every shard's first page asked for at once."""
-        shards = [_month_index(month, shard) for shard in range(self._read_shards)]
-        merged = heapq.merge(*_read_ahead(self._reader, shards), key=lambda item: item["gsi2sk"]["S"])
-        return (_month_entry(item) for item in merged)
+        rows, and the memberships expiring in it that DynamoDB's TTL has not deleted yet; only those at
+        or after `since` and before `until` when given (a slice of the month). One Query per shard,
+        every shard's first page asked for at once and each next page while the one before is merged."""
+        lower = None if since is None else month_sk_bound(to_stored(since))
+        upper = None if until is None else month_sk_bound(to_stored(until))
+        shards = [
+            _prefetched(self._reader, _month_request(month, shard, lower, upper))
+            for shard in range(self._read_shards)
+        ]
+        return (entry for _, entry in heapq.merge(*shards, key=itemgetter(0)))
 
 
 def _counter_updates(group: list[AppliedChange]) -> list[tuple[CounterItem, list[Any]]]:
@@ -161,45 +169,73 @@ def _mark_expiry() -> int:
     return int(time.time()) + APPLIED_MARK_SECONDS
 
 
-def _month_index(month: str, shard: int) -> Iterator[dict[str, Any]]:
-    """One shard of a month, raw, page by page: history rows and expiring memberships are different
-    items, which a pynamodb query (bound to one model) could not both read."""
-    request: dict[str, Any] = {
+Entry = tuple[str, HistoryRow | MembershipRecord]  # (month-index sort key, what it is)
+PAGE_ITEMS = 1_000  # per Query: a worker holds two pages a shard (the one merged, the next one read)
+# What a month's entries are made of: a history row is its sort key (time, user, slug, operation) and
+# reason; an expiring membership, its sort key and its state. Fewer attributes parse faster.
+_ENTRY_ATTRIBUTES = {
+    "#entity": "entity", "#sk": "gsi2sk", "#reason": "reason", "#generation": "generation",
+    "#state": "state", "#revision": "revision", "#added": "added_at", "#expires": "expires_at",
+    "#change_op": "change_op", "#change_reason": "change_reason", "#change_at": "change_at",
+    "#change_silent": "change_silent",
+}  # fmt: skip
+
+
+def _month_request(month: str, shard: int, lower: str | None, upper: str | None) -> dict[str, Any]:
+    """One shard of a month (between two sort-key bounds, upper excluded), raw: history rows and
+    expiring memberships are different items, which a pynamodb query (bound to one model) could not
+    both read."""
+    condition, values = "gsi2pk = :pk", {":pk": {"S": month_pk(month, shard)}}
+    if lower is not None and upper is not None:
+        condition += " AND #sk BETWEEN :lower AND :upper"  # no key equals a bound (month_sk_bound)
+    elif lower is not None:
+        condition += " AND #sk >= :lower"
+    elif upper is not None:
+        condition += " AND #sk < :upper"
+    values |= {f":{name}": {"S": bound} for name, bound in (("lower", lower), ("upper", upper)) if bound}
+    return {
         "TableName": HistoryItem.Meta.table_name,
         "IndexName": "gsi2",
-        "KeyConditionExpression": "gsi2pk = :pk",
-        "ExpressionAttributeValues": {":pk": {"S": month_pk(month, shard)}},
+        "KeyConditionExpression": condition,
+        "ExpressionAttributeValues": values,
+        "ExpressionAttributeNames": _ENTRY_ATTRIBUTES,
+        "ProjectionExpression": ", ".join(_ENTRY_ATTRIBUTES),
+        "Limit": PAGE_ITEMS,
     }
-    client = shared_connection().client
-    while True:
-        page = client.query(**request)
-        yield from page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _page(request: dict[str, Any], start: dict[str, Any] | None) -> tuple[list[Entry], dict[str, Any] | None]:
+    """One page of a shard, made into entries where it was read (the raw items are dropped at once)."""
+    page = shared_connection().client.query(**request, **({"ExclusiveStartKey": start} if start else {}))
+    return [(item["gsi2sk"]["S"], _month_entry(item)) for item in page["Items"]], page.get("LastEvaluatedKey")
+
+
+def _prefetched(reader: ThreadPoolExecutor, request: dict[str, Any]) -> Iterator[Entry]:
+    """A shard's entries in order. Its first page is asked for now, in the background (a report waits
+    for about one Query round trip, not one per shard), and each next page while the one before is
+    merged, so the merge waits on DynamoDB only when it outruns it."""
+    return _pages(reader, request, reader.submit(_page, request, None))
+
+
+def _pages(
+    reader: ThreadPoolExecutor, request: dict[str, Any], pending: "Future[tuple[list[Entry], Any]] | None"
+) -> Iterator[Entry]:
+    while pending is not None:
+        entries, last = pending.result()
+        pending = None if last is None else reader.submit(_page, request, last)
+        yield from entries
 
 
 def _month_entry(item: dict[str, Any]) -> HistoryRow | MembershipRecord:
+    at, user_id, slug, operation = month_sk_parts(item["gsi2sk"]["S"])
     if item["entity"]["S"] == MembershipItem.ENTITY:
-        return record_from_image(item)
-    return _row(HistoryItem.from_raw_data(item))
+        return record_from_image({**item, "user_id": {"N": str(user_id)}, "slug": {"S": slug}})
+    assert operation is not None, item
+    return HistoryRow(from_stored(at), user_id, slug, Operation(operation), Reason(item["reason"]["S"]))
 
 
-def _read_ahead(reader: ThreadPoolExecutor, shards: Sequence[Iterator[T]]) -> list[Iterator[T]]:
-    """Each shard's first page is asked for now, in the background, for every shard at once: a report
-    waits for about one Query round trip, not one per shard. Later pages are read as the merge
-    reaches them."""
-    return [_after(reader.submit(next, shard, _EMPTY), shard) for shard in shards]
-
-
-def _after(first: "Future[T]", rest: Iterator[T]) -> Iterator[T]:
-    item = first.result()
-    if item is not _EMPTY:
-        yield item
-        yield from rest
-
-
-def _item(row: HistoryRow, shards: int) -> HistoryItem:
+def history_item(row: HistoryRow, shards: int) -> HistoryItem:
+    """A history row's item; in the month index unless it is silent."""
     at = to_stored(row.at)
     item = HistoryItem(
         user_pk(row.user_id),
@@ -214,7 +250,7 @@ def _item(row: HistoryRow, shards: int) -> HistoryItem:
         item.silent = True  # kept for the user's replay, in no month: no report shows it
     else:
         item.gsi2pk = month_pk(at[:7], history_shard(row.user_id, shards))
-        item.gsi2sk = f"{at}#{padded_user(row.user_id)}#{row.slug}#{row.operation.value}"
+        item.gsi2sk = history_month_sk(at, row.user_id, row.slug, row.operation.value)
     return item
 
 

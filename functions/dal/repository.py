@@ -30,6 +30,7 @@ from dal.entities import (
     SegmentItem,
     SweepItem,
     counter_pk,
+    expiry_month_sk,
     generation_sk,
     group_pk,
     history_shard,
@@ -525,7 +526,7 @@ class DynamoSegmentStore:
             item.ttl = math.ceil(record.expires_at.timestamp())
             shard = history_shard(record.user_id, self._history_shards)
             item.gsi2pk = month_pk(f"{record.expires_at:%Y-%m}", shard)
-            item.gsi2sk = f"{to_stored(record.expires_at)}#{padded_user(record.user_id)}#{record.slug}"
+            item.gsi2sk = expiry_month_sk(to_stored(record.expires_at), record.user_id, record.slug)
         if record.state is MembershipState.REMOVED and record.change is not None:
             item.ttl = math.ceil((record.change.at + self._tombstone).timestamp())
         return item

@@ -21,9 +21,12 @@ def job_of(entity: str, event_name: str, change: dict[str, Any]) -> dict[str, An
 
 
 def due_job(kind: str, item: dict[str, Any]) -> dict[str, Any]:
-    """The message of a job the sweeper found due, from its item (DynamoDB JSON)."""
+    """The message of a job the sweeper found due, from its item (DynamoDB JSON): a deleted
+    generation, a report request, or a slice of a fanned-out report."""
     if kind == CLEANUP:
         return cleanup_job(item["slug"]["S"], int(item["generation"]["N"]))
+    if "index" in item:
+        return report_job(item["key"]["S"], item["run"]["S"], int(item["index"]["N"]))
     return report_job(item["key"]["S"])
 
 
@@ -31,8 +34,11 @@ def cleanup_job(slug: str, generation: int) -> dict[str, Any]:
     return {"kind": CLEANUP, "slug": slug, "generation": generation}
 
 
-def report_job(key: str) -> dict[str, Any]:
-    return {"kind": REPORT, "key": key}
+def report_job(key: str, run: str | None = None, index: int | None = None) -> dict[str, Any]:
+    """A report request's job, or one slice of its run (docs/background-jobs.md)."""
+    if run is None or index is None:
+        return {"kind": REPORT, "key": key}
+    return {"kind": REPORT, "key": key, "run": run, "slice": index}
 
 
 def import_job(step: str, slug: str, import_id: str, chunk: int | None = None) -> dict[str, Any]:

@@ -54,9 +54,12 @@ class HistorySource(Protocol):
         """Every row of one user before `end` (a stored timestamp), in time order."""
         ...
 
-    def all_users_month(self, month: str) -> Iterator[HistoryRow | MembershipRecord]:
+    def all_users_month(
+        self, month: str, since: datetime | None = None, until: datetime | None = None
+    ) -> Iterator[HistoryRow | MembershipRecord]:
         """Every user's rows of the month, and the memberships expiring in it that are still stored,
-        in report order (time, user, slug)."""
+        in report order (time, user, slug); only those at or after `since` and before `until` when
+        given (a slice: every entry of one instant falls in the same one)."""
         ...
 
 
@@ -100,8 +103,11 @@ class ReportStorage(Protocol):
 
 
 class BackgroundReports(Protocol):
-    def request(self, key: str, period: str, user_id: int | None, now: datetime) -> bool:
-        """Ask for the report to be finished in the background; False if it already was asked for."""
+    def request(
+        self, key: str, period: str, user_id: int | None, now: datetime, fan_out: bool = False
+    ) -> bool:
+        """Ask for the report to be finished in the background; False if it already was asked for.
+        `fan_out`: one writer missed its deadline already, so the background need not try alone."""
         ...
 
 
@@ -141,7 +147,7 @@ def report_rows(
     A user's rows are read up to the month's end in one Query: the month is their tail, and deriving
     the user's percentage-segment rows replays all of them."""
     if user_id is None:
-        return unique(_month_rows(source.all_users_month(period.month), period, now, rules))
+        return unique(month_rows(source.all_users_month(period.month), period, now, rules))
     history = source.user_until(user_id, to_stored(period.end))
     expiring = expired_rows(user_records(user_id), EPOCH, period.end, now)
     explicit = sorted({*history, *expiring})  # a stored expiry and its undeleted item are one change
@@ -166,7 +172,7 @@ def months_from(month: str, now: datetime) -> Iterator[str]:
         year, number = (year + 1, 1) if number == 12 else (year, number + 1)
 
 
-def _month_rows(
+def month_rows(
     entries: Iterator[HistoryRow | MembershipRecord], period: Period, now: datetime, rules: RuleLog
 ) -> Iterator[HistoryRow]:
     """Stored rows as they are; a membership TTL has not deleted yet becomes its expiry row, in place.
@@ -189,10 +195,11 @@ def unique(rows: Iterable[HistoryRow]) -> Iterator[HistoryRow]:
         previous = key
 
 
-def csv_lines(rows: Iterable[HistoryRow]) -> Iterator[str]:
-    """The SPEC's CSV. Slugs are [A-Za-z0-9_.-] starting with a letter or digit: no cell needs quoting
-    and none can start a spreadsheet formula."""
-    yield HEADER
+def csv_lines(rows: Iterable[HistoryRow], header: bool = True) -> Iterator[str]:
+    """The SPEC's CSV (without its header: a slice of it). Slugs are [A-Za-z0-9_.-] starting with a
+    letter or digit: no cell needs quoting and none can start a spreadsheet formula."""
+    if header:
+        yield HEADER
     for row in rows:
         yield f"{row.user_id};{row.slug};{row.operation.value};{to_public(row.at)};{row.reason.value}\n"
 
@@ -209,14 +216,28 @@ def history_report(
     """A closed month is written once and linked again; a report too big for the deadline goes to the
     background and the caller is told to come back."""
     key = report_key(period, user_id)
-    stored = storage.describe(key)
-    if stored is None or not stored.complete:
-        complete = period.closed_at(now)
-        stored = storage.save(
-            key, csv_lines(rows()), should_stop, lambda lines: StoredReport(rows=lines - 1, complete=complete)
-        )
-        if stored is None:
-            background.request(key, period.month, user_id, now)
-            return ReportPending(period.month, user_id)
+    stored = stored_or_written(storage, key, rows, period, now, should_stop)
+    if stored is None:
+        background.request(key, period.month, user_id, now, fan_out=user_id is None)
+        return ReportPending(period.month, user_id)
     url, expires_at = storage.link(key)
     return ReportLink(url, expires_at, period.month, user_id, stored.rows)
+
+
+def stored_or_written(
+    storage: ReportStorage,
+    key: str,
+    rows: Callable[[], Iterator[HistoryRow]],
+    period: Period,
+    now: datetime,
+    should_stop: Callable[[], bool],
+) -> StoredReport | None:
+    """The report as stored if it is final, else written now by one writer; None if should_stop()
+    said to give up first (nothing is stored then)."""
+    stored = storage.describe(key)
+    if stored is not None and stored.complete:
+        return stored
+    complete = period.closed_at(now)
+    return storage.save(
+        key, csv_lines(rows()), should_stop, lambda lines: StoredReport(rows=lines - 1, complete=complete)
+    )

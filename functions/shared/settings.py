@@ -40,6 +40,12 @@ class Settings(NamedTuple):
     job_max_receives: int = 5
     # A failed job is tried again after this long, doubled at each failure (template: JobRetrySeconds).
     job_retry_seconds: int = 60
+    # Report workers at once (template: ReportWorkers, the report queue's maximum concurrency): a
+    # fanned-out month is cut into four slices a worker.
+    report_workers: int = 32
+    # How long the report worker writes an all-users month alone before fanning it out (template:
+    # ReportSingleWriterSeconds; 0: fan out at once). Not when a request missed its deadline already.
+    report_single_writer_seconds: float = 20
 
     def checked(self) -> "Settings":
         _check(len(self.table_name) >= 3, "table_name", "at least 3 characters")
@@ -53,6 +59,8 @@ class Settings(NamedTuple):
         _check(1 <= self.job_max_receives <= 1000, "job_max_receives", "from 1 to 1000")
         _check(0 <= self.job_retry_seconds <= 900, "job_retry_seconds", "from 0 to 900")
         _check(0 <= self.expiry_sweep_seconds <= 50, "expiry_sweep_seconds", "from 0 to 50")
+        _check(2 <= self.report_workers <= 1000, "report_workers", "from 2 to 1000")
+        _check(0 <= self.report_single_writer_seconds <= 600, "report_single_writer_seconds", "from 0 to 600")
         return self
 
 

@@ -102,14 +102,18 @@ def test_each_function_logs_to_its_own_group_kept_30_days(
     assert described["retentionInDays"] == 30  # LogRetentionDays' default
 
 
-@pytest.mark.parametrize("worker", ["CleanupWorkerFunction", "ReportWorkerFunction"])
-def test_each_job_worker_runs_at_most_two_batches_at_once(deployed_stack: DeployedStack, worker: str) -> None:
+@pytest.mark.parametrize(
+    ("worker", "cap"),
+    # CleanupMaxConcurrency's default; ReportWorkers and ImportWorkers as the emulator's stack sets them
+    [("CleanupWorkerFunction", 2), ("ReportWorkerFunction", 2), ("ImportWorkerFunction", 4)],
+)
+def test_each_job_worker_runs_at_most_its_cap_of_batches_at_once(
+    deployed_stack: DeployedStack, worker: str, cap: int
+) -> None:
     (mapping,) = deployed_stack.client("lambda").list_event_source_mappings(
         FunctionName=deployed_stack.function_name(worker)
     )["EventSourceMappings"]
-    assert mapping["ScalingConfig"] == {
-        "MaximumConcurrency": 2
-    }  # CleanupMaxConcurrency, ReportMaxConcurrency
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": cap}
 
 
 @pytest.fixture

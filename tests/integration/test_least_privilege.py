@@ -325,3 +325,30 @@ def test_the_api_may_invoke_only_each_route_function_s_published_alias() -> None
         and resource["Properties"]["Principal"] == "apigateway.amazonaws.com"
     }
     assert invoked == set(aliases.values())
+
+
+def test_a_fanned_out_report_s_temporary_objects_expire_and_the_worker_may_compose_them() -> None:
+    from logic.report_fanout import part_key
+
+    part = part_key("2023-08", "run", 3)
+    # Under the prefix the lifecycle rule expires, uploads left incomplete aborted too
+    (rule,) = RESOURCES["ReportsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert (
+        part.startswith(rule["Prefix"]) and rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 1
+    )
+    # UploadPartCopy reads its source (s3:GetObject) and writes the part (s3:PutObject); nothing deletes
+    (objects,) = [
+        statement
+        for statement in statements("ReportWorkerFunction")
+        if [resource_text(r) for r in as_list(statement["Resource"])] == ["${ReportsBucket.Arn}/reports/*"]
+    ]
+    assert {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"} <= set(objects["Action"])
+    assert not any("s3:DeleteObject" in actions_of(name) for name in FUNCTIONS)
+
+
+def test_the_report_queue_runs_as_many_workers_as_a_fan_out_is_planned_for() -> None:
+    worker = FUNCTIONS["ReportWorkerFunction"]
+    (event,) = worker["Events"].values()
+    assert event["Properties"]["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "ReportWorkers"}
+    assert worker["Environment"]["Variables"]["REPORT_WORKERS"] == {"Ref": "ReportWorkers"}
+    assert TEMPLATE["Parameters"]["ReportWorkers"]["MinValue"] == 2  # SQS event sources' least

@@ -13,6 +13,7 @@ moto's in-process stream, as tests/support/streams.py does.
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -44,6 +45,9 @@ class LaggingIndexes:
         self._next = 0
         self._pending: list[tuple[float, dict[str, Any]]] = []  # (first seen, stream record)
         self.queries = 0
+        # A report Queries its shards from several threads: records must reach the shadow once each,
+        # in the stream's order, or an older image lands after a newer one.
+        self._lock = threading.RLock()
 
     def install(self, client: Any) -> "LaggingIndexes":
         events = client.meta.events
@@ -72,21 +76,24 @@ class LaggingIndexes:
             self._ingest()
 
     def _ingest(self) -> None:
-        now = self._clock()
-        fresh = self._shard.items[self._next :]
-        self._next += len(fresh)
-        self._pending.extend((now, json.loads(json.dumps(item.to_json(), default=_plain))) for item in fresh)
+        with self._lock:
+            now = self._clock()
+            fresh = self._shard.items[self._next :]
+            self._next += len(fresh)
+            records = [json.loads(json.dumps(item.to_json(), default=_plain)) for item in fresh]
+            self._pending.extend((now, record) for record in records)
 
     def _apply(self, until: float) -> None:
-        self._ingest()  # records of writes made by other clients: stamped when first seen
-        due = [record for seen, record in self._pending if seen <= until]
-        self._pending = [(seen, record) for seen, record in self._pending if seen > until]
-        for record in due:
-            change = record["dynamodb"]
-            if "NewImage" in change:
-                self._writer.put_item(TableName=self.shadow_name, Item=change["NewImage"])
-            else:
-                self._writer.delete_item(TableName=self.shadow_name, Key=change["Keys"])
+        with self._lock:
+            self._ingest()  # records of writes made by other clients: stamped when first seen
+            due = [record for seen, record in self._pending if seen <= until]
+            self._pending = [(seen, record) for seen, record in self._pending if seen > until]
+            for record in due:
+                change = record["dynamodb"]
+                if "NewImage" in change:
+                    self._writer.put_item(TableName=self.shadow_name, Item=change["NewImage"])
+                else:
+                    self._writer.delete_item(TableName=self.shadow_name, Key=change["Keys"])
 
 
 def _plain(value: Any) -> Any:
