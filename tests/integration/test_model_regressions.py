@@ -71,3 +71,23 @@ def test_an_explicit_membership_that_outlives_the_bucket_expires_with_one_row(st
     state.advance(seconds=60)
     state.report(user=2)
     state.report_everyone(cleanup=True)
+
+
+def test_imports_follow_the_model_with_their_counts_and_history(state: Machine) -> None:
+    """Not a found sequence: the import rule's cases in one run (add with a TTL under a bucket, bad and
+    duplicate lines, a remove into an opt-out, a remove of a plain segment, an expiry), every count
+    and report checked against the model."""
+    state.clock_reaches_handlers(plain=[None, 50], grouped=[])  # Z0, NEVER, A (plain), B (50 %)
+    state.change(adds=[("A", None)], removes=[], user=4)
+    state.import_users(slug="B", remove=False, life=("ttl_seconds", 30), header=True,
+                       lines=["1", "2", "x", "2", "", "3", "01", "4", "5"])  # fmt: skip
+    state.import_users(slug="A", remove=False, life=None, header=False, lines=["4", "5", "5", "-1"])
+    state.report_everyone(cleanup=True)
+    state.import_users(slug="B", remove=True, life=None, header=False, lines=["1", "2", "3"])
+    state.import_users(slug="A", remove=True, life=None, header=True, lines=["4", " ", "1"])
+    state.advance(seconds=60)
+    state.import_users(slug="NEVER", remove=False, life=None, header=False, lines=["1"])
+    state.import_users(slug="A", remove=True, life=("ttl_seconds", 30), header=False, lines=["1"])
+    state.report_everyone(cleanup=True)
+    for user in range(1, 6):
+        state.report(user=user)

@@ -45,13 +45,17 @@ LIFETIMES = st.sampled_from(
     [None, None, ("ttl_seconds", 30), ("ttl_seconds", 90), ("expires_at", 0), ("expires_at", 2),
      ("expires_at", 45.5), ("expires_at", 150)]
 )  # fmt: skip
+# An import file's lines: users, and lines it rejects ("01" is not canonical); blank lines are not lines
+IMPORT_LINES = st.lists(
+    st.one_of(USERS.map(str), st.sampled_from(["x", "01", "-1", "1e3", "", " "])), max_size=8
+)
 START = datetime(2025, 3, 1, tzinfo=UTC)
 PERIOD = "2025-03"
 BUCKETS = 10_000
 HANDLERS = [
     "api_create_segment", "api_update_segment", "api_delete_segment", "api_update_user_segments",
-    "api_get_user_segments", "api_history_report", "stream_table", "queue_cleanup", "queue_reports",
-    "scheduled_sweeper",
+    "api_get_user_segments", "api_history_report", "api_create_import", "api_get_import", "stream_table",
+    "queue_cleanup", "queue_reports", "queue_imports", "scheduled_sweeper",
 ]  # fmt: skip
 # Indexes lag the table by this much of the model's clock; before a report, the model lets this much
 # time pass: past the clean-up's wait for its second walk (logic.cleanup.SETTLE) and the index lag.
@@ -382,6 +386,69 @@ class Machine(RuleBasedStateMachine):
         assert answer.body["segments"] == after, (answer.body, after)
         assert answer.body["added"] == sorted(s for s, _ in adds if s not in before), answer.body
         assert answer.body["removed"] == sorted(s for s in removes if s in before), answer.body
+
+    @rule(
+        slug=named,
+        remove=st.booleans(),
+        life=LIFETIMES,
+        header=st.booleans(),
+        lines=IMPORT_LINES,
+    )
+    def import_users(
+        self, slug: str, remove: bool, life: tuple[str, float] | None, header: bool, lines: list[str]
+    ) -> None:
+        """A bulk change: each user of the file as a one-slug change, the first line of a user deciding
+        it, the others unchanged, bad lines rejected one by one; run to its end by the import jobs."""
+        from tests.integration.test_imports import errors_of, upload
+
+        self.step()
+        now = self.clock.now
+        fields: dict[str, Any] = {"mode": "remove" if remove else "add"}
+        if life is not None:
+            item = add_item(slug, life, now)
+            assert isinstance(item, dict)
+            fields.update({key: value for key, value in item.items() if key != "slug"})
+        answer = self.api.create_import(slug, **fields)
+        if (remove and life is not None) or (life is not None and life[1] <= 0):
+            assert answer.status == 400, answer  # an expiry only with add, and in the future
+            return
+        if slug not in self.model.segments:
+            assert answer.status == 404, answer
+            return
+        assert answer.status == 201 and answer.body["status"] == "awaiting_upload", answer
+        upload(dict(answer.body), "".join(f"{line}\n" for line in ["user_id"] * header + lines))
+        self.background.jobs("import")
+        job = self.api.get_import(slug, answer.body["import_id"]).body
+
+        first = 1 + header  # line numbers count every line, the header and blank ones too
+        numbered = [(number, line) for number, line in enumerate(lines, first) if line.strip()]
+        rejected = [number for number, line in numbered if not line.isdigit() or line != str(int(line))]
+        users = list(dict.fromkeys(int(line) for number, line in numbered if number not in rejected))
+        before = {user: set(self.model.active(user, now)) for user in users}
+        for user in users:
+            if not remove:
+                self.model.explicit[(user, slug)] = (
+                    "member",
+                    None if life is None else now + timedelta(seconds=life[1]),
+                )
+            elif self.model.segments[slug] is not None:
+                self.model.explicit[(user, slug)] = ("out", None)
+            elif self.model.explicit.get((user, slug), ("none", None))[0] == "member":
+                del self.model.explicit[(user, slug)]
+        applied = sum((slug in before[user]) != (slug in self.model.active(user, now)) for user in users)
+        counts = (job["status"], job["lines"], job["applied"], job["unchanged"], job["rejected"])
+        assert counts == (
+            "done",
+            len(numbered),
+            applied,
+            len(numbered) - applied - len(rejected),
+            len(rejected),
+        ), job
+        assert (
+            [int(row["line"]) for row in errors_of(job)] == rejected
+            if rejected
+            else job["errors_url"] is None
+        ), job
 
     @rule(seconds=st.sampled_from([1, 29, 30, 60, 600]))
     def advance(self, seconds: int) -> None:
