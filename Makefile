@@ -48,7 +48,7 @@ typecheck: venv
 
 # tests/e2e deploy the working tree into MiniStack (ports 4566 and 443 must be free) and stop it at the end.
 test: venv sam-venv ministack-venv lint typecheck
-	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(VENV)/bin/pytest -n 2 --dist loadgroup
+	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(VENV)/bin/pytest -n 2 --dist loadgroup --durations=25
 
 # Figures of docs/performance.md, measured on this machine (a few minutes); writes benchmarks/results.json.
 bench: venv

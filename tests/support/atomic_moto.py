@@ -31,6 +31,14 @@ ITEM_OPERATIONS = {
 _installed = False
 
 
+def between_requests() -> threading.RLock:
+    """The lock every DynamoDB request holds while moto serves it: read moto's state (its stream) under
+    it, never in the middle of a request. A failed transaction appends its stream records, then drops
+    them when it rolls back; a reader in between would count records that never were, and skip as
+    many later ones."""
+    return _lock
+
+
 def make_dynamodb_requests_atomic() -> None:
     global _installed
     if _installed:

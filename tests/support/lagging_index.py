@@ -20,6 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from tests.support.atomic_moto import between_requests
 from tests.support.table import create_table
 
 SHADOW_SUFFIX = "-index-view"
@@ -76,7 +77,7 @@ class LaggingIndexes:
             self._ingest()
 
     def _ingest(self) -> None:
-        with self._lock:
+        with self._lock, between_requests():
             now = self._clock()
             fresh = self._shard.items[self._next :]
             self._next += len(fresh)
