@@ -123,11 +123,11 @@ def new_import_id(now: datetime, entropy: Callable[[int], bytes] = os.urandom) -
 def create_import(
     store: ImportStore, files: ImportFiles, slug: str, request: ImportRequest, now: datetime
 ) -> tuple[Import, UploadLink]:
+    if request.expires_at is not None:  # a bad body is 400 whatever the slug, as for a user's change
+        _check_expiry(request.expires_at, now)
     segment = store.live_segments([slug], consistent=True).get(slug)
     if segment is None:
         raise SegmentNotFound(slug)
-    if request.expires_at is not None:
-        _check_expiry(request.expires_at, now)
     import_id = new_import_id(now)
     link = files.upload_link(slug, import_id)
     job = Import(

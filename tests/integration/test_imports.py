@@ -117,6 +117,11 @@ def test_a_malformed_import_is_400_and_creates_nothing(api: Api, fields: dict[st
 
 def test_unknown_segments_and_imports_are_404(api: Api) -> None:
     assert api.create_import("NOPE", mode="add").problem["status"] == 404
+    # a bad body is 400 before the slug is looked up, as for a user's change
+    past = call(
+        "api_create_import", path={"slug": "NOPE"}, body={"mode": "add", "expires_at": "2020-01-01T00:00:00Z"}
+    )
+    assert past.status == 400 and past.problem["errors"][0]["field"] == "expires_at", past
     api.create_segment("S")
     missing = api.get_import("S", "01J9Z3Q8F6T5E4D3C2B1A0ZYXW")
     assert missing.status == 404 and missing.problem["type"] == "/problems/import-not-found"

@@ -91,3 +91,19 @@ def test_imports_follow_the_model_with_their_counts_and_history(state: Machine) 
     state.report_everyone(cleanup=True)
     for user in range(1, 6):
         state.report(user=user)
+
+
+def test_an_import_with_a_past_expiry_of_a_segment_that_does_not_exist_is_400(state: Machine) -> None:
+    """A soak found it (seed 72162213): the body is checked before the segment is looked up, as for a
+    user's change (docs/api.md), so an expiry that is not in the future is 400 even for an unknown slug."""
+    state.clock_reaches_handlers(plain=[None], grouped=[None])  # Z0, NEVER, A (G1 needs a percentage)
+    state.delete(cleanup=True, slug="A")
+    state.create(percent=100, slug="C")
+    state.report(user=5)
+    state.patch(description=False, percent=0, slug="C")
+    state.patch(description=True, percent=10, slug="C")
+    state.report_everyone(cleanup=True)
+    state.change(adds=[], removes=[], user=5)
+    state.delete(cleanup=True, slug="Z0")
+    state.create_in_group(percent=10, slug="G1")
+    state.import_users(header=False, life=("expires_at", 0), lines=["x"], remove=False, slug="NEVER")
