@@ -1,5 +1,8 @@
 """Make moto's DynamoDB behave like DynamoDB where the in-process tests and benchmarks depend on it.
 
+A bridge over moto's internals, in tests only: tests/unit/test_moto_bridges.py tells when each part is no
+longer needed.
+
 Atomic requests:
 moto runs a TransactWriteItems as a sequence of item writes and restores a snapshot of the
 whole table when one fails; two threads interleaving there could lose each other's writes.
