@@ -24,6 +24,7 @@ from tests.support.atomic_moto import between_requests
 from tests.support.table import create_table
 
 SHADOW_SUFFIX = "-index-view"
+BATCH_WRITE = 25  # BatchWriteItem's most
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 
 
@@ -38,7 +39,7 @@ class LaggingIndexes:
         self.lag = lag_seconds
         self._clock = clock
         self._writer = boto3.client("dynamodb")  # unhooked: the shadow's own writes are not queries
-        create_table(self._writer, self.shadow_name)
+        create_table(self._writer, self.shadow_name, stream=False)
         backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][os.environ["AWS_DEFAULT_REGION"]]
         table = backend.get_table(table_name)
         assert table.stream_shard is not None, "the table has no stream"
@@ -89,12 +90,21 @@ class LaggingIndexes:
             self._ingest()  # records of writes made by other clients: stamped when first seen
             due = [record for seen, record in self._pending if seen <= until]
             self._pending = [(seen, record) for seen, record in self._pending if seen > until]
-            for record in due:
-                change = record["dynamodb"]
-                if "NewImage" in change:
-                    self._writer.put_item(TableName=self.shadow_name, Item=change["NewImage"])
-                else:
-                    self._writer.delete_item(TableName=self.shadow_name, Key=change["Keys"])
+            # Only each item's last image matters once they are all applied: one write an item, in batches
+            latest = {
+                json.dumps(record["dynamodb"]["Keys"], sort_keys=True): record["dynamodb"] for record in due
+            }
+            writes = [
+                {"PutRequest": {"Item": change["NewImage"]}}
+                if "NewImage" in change
+                else {"DeleteRequest": {"Key": change["Keys"]}}
+                for change in latest.values()
+            ]
+            for start in range(0, len(writes), BATCH_WRITE):
+                answer = self._writer.batch_write_item(
+                    RequestItems={self.shadow_name: writes[start : start + BATCH_WRITE]}
+                )
+                assert not answer.get("UnprocessedItems"), answer
 
 
 def _plain(value: Any) -> Any:

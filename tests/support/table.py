@@ -62,11 +62,14 @@ def http_routes() -> set[str]:
     }
 
 
-def create_table(client: Any, table_name: str) -> None:
-    """The template's table (keys, indexes, stream, TTL) under another name."""
+def create_table(client: Any, table_name: str, stream: bool = True) -> None:
+    """The template's table (keys, indexes, stream, TTL) under another name; `stream=False` leaves the
+    stream out (a copy no one reads)."""
     properties = load_yaml_template()["Resources"]["Table"]["Properties"]
     arguments = {key: properties[key] for key in _TABLE_KEYS if key in properties}
-    if "StreamSpecification" in arguments:
+    if not stream:
+        arguments.pop("StreamSpecification", None)
+    elif "StreamSpecification" in arguments:
         arguments["StreamSpecification"] = {"StreamEnabled": True, **arguments["StreamSpecification"]}
     client.create_table(TableName=table_name, **arguments)
     ttl = properties.get("TimeToLiveSpecification") or {}

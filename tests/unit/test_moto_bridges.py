@@ -14,6 +14,7 @@ FACTS = """
 import inspect, json
 from moto.core.responses import BaseResponse
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler, DynamoResult
 
 def source(function):
@@ -24,6 +25,8 @@ print(json.dumps({
               ("BaseResponse", BaseResponse.call_action)) if "lock" in source(function).lower()],
     "copies_tables": "copy.deepcopy(self.tables[table_name])" in source(DynamoDBBackend.transact_write_items),
     "own_serialiser": "execute_result" in vars(DynamoResult),
+    "query_sorts_table": "foriteminself.all_items()" in source(Table.query)
+    and "returnsorted(" in source(Table.all_items),
 }))
 """
 
@@ -51,4 +54,10 @@ def test_moto_still_answers_dynamodb_through_its_generic_serialiser() -> None:
     assert not moto_as_shipped()["own_serialiser"], (
         "moto's DynamoResult has a serialiser of its own now: drop serialise_dynamodb_results_directly "
         "if it is as fast as a plain JSON dump"
+    )
+
+
+def test_moto_still_sorts_the_whole_table_for_every_query() -> None:
+    assert moto_as_shipped()["query_sorts_table"], (
+        "moto's Query no longer sorts every item of the table first: drop query_without_sorting_the_table"
     )
