@@ -47,8 +47,10 @@ typecheck: venv
 	$(VENV)/bin/mypy functions local tests benchmarks
 
 # tests/e2e deploy the working tree into MiniStack (ports 4566 and 443 must be free) and stop it at the end.
+# Three workers on two cores: the deployed tier's worker mostly waits on the emulator, and the other two
+# keep both cores busy with the in-process tests meanwhile.
 test: venv sam-venv ministack-venv lint typecheck
-	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(VENV)/bin/pytest -n 2 --dist loadgroup --durations=25
+	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(VENV)/bin/pytest -n 3 --dist loadgroup --durations=25
 
 # Figures of docs/performance.md, measured on this machine (a few minutes); writes benchmarks/results.json.
 bench: venv
