@@ -747,28 +747,38 @@ def _group_item(group: GroupAllocation) -> GroupItem:
 
 
 def _record_from_attributes(attributes: dict[str, dict[str, str]]) -> MembershipRecord:
-    """What membership_record gives for the same item, read from DynamoDB JSON without a Model."""
-
-    def text(name: str) -> str | None:
-        value = attributes.get(name)
-        return None if value is None else value.get("S")
-
+    """What membership_record gives for the same item, read from DynamoDB JSON without a Model (the
+    read path's every record: enums by dict, no closures)."""
+    get = attributes.get
     change = None
-    change_op, change_reason, change_at = text("change_op"), text("change_reason"), text("change_at")
+    change_op, change_reason, change_at = (
+        _text(get("change_op")),
+        _text(get("change_reason")),
+        _text(get("change_at")),
+    )
     if change_op and change_reason and change_at:
         silent = attributes.get("change_silent", {}).get("BOOL") is True
-        change = Change(Operation(change_op), Reason(change_reason), from_stored(change_at), silent)
-    slug = attributes["slug"]["S"]
+        change = Change(_OPERATIONS[change_op], _REASONS[change_reason], from_stored(change_at), silent)
+    added_at, expires_at = _text(get("added_at")), _text(get("expires_at"))
     return MembershipRecord(
-        user_id=int(attributes["user_id"]["N"]),
-        slug=slug,
-        generation=int(attributes["generation"]["N"]),
-        state=MembershipState(attributes["state"]["S"]),
-        revision=int(attributes["revision"]["N"]),
-        added_at=_time_or_none(text("added_at")),
-        expires_at=_time_or_none(text("expires_at")),
-        change=change,
+        int(attributes["user_id"]["N"]),
+        attributes["slug"]["S"],
+        int(attributes["generation"]["N"]),
+        _STATES[attributes["state"]["S"]],
+        int(attributes["revision"]["N"]),
+        None if added_at is None else from_stored(added_at),
+        None if expires_at is None else from_stored(expires_at),
+        change,
     )
+
+
+def _text(value: dict[str, str] | None) -> str | None:
+    return None if value is None else value.get("S")
+
+
+_STATES = {state.value: state for state in MembershipState}
+_OPERATIONS = {operation.value: operation for operation in Operation}
+_REASONS = {reason.value: reason for reason in Reason}
 
 
 def _deleted_generation(item: GenerationItem) -> DeletedGeneration:
