@@ -386,7 +386,7 @@ def _figures(
     projected = IDS / rates[binding] + plan.seconds
     quotas = rates | hot.quota_rates()
     quota_binding = min(quotas, key=quotas.__getitem__)
-    logic, client, threads = applied["logic"], applied["client"], applied["threads"]
+    logic, client = applied["logic"], applied["client"]
     return [
         Figure(
             "import_rows_per_s_per_worker", worker.rate, "users/s", None, "reported",
@@ -395,8 +395,7 @@ def _figures(
             f"{worker.path_us:.0f} us through DynamoImportStore and botocore on a canned endpoint "
             f"({client['users']:,} ids; {endpoint.connections} connections for "
             f"{sum(endpoint.requests.values()):,} requests), x {worker.vcpu:.2f} vCPU at {memory_mb} MB. "
-            f"Latency, per 100 users: 1 segment read, 1 wave of state reads, {math.ceil(100 / threads)} "
-            f"waves of {threads} transactions, at {READ_MS:g} ms a read and {TRANSACT_MS:g} ms a "
+            f"Latency, {_batch_calls(applied)}, at {READ_MS:g} ms a read and {TRANSACT_MS:g} ms a "
             "transaction (assumed p50 in-region)",
         ),
         Figure(
@@ -440,6 +439,20 @@ def _figures(
             f"index: bound by {quota_binding}, {quotas[quota_binding]:,.0f} users/s; floor: partitions only",
         ),
     ]  # fmt: skip
+
+
+def _batch_calls(applied: dict[str, Any]) -> str:
+    """The round trips of the worker's most common batch, as _latency_seconds counts them."""
+    from dal.imports import _READER
+    from dal.repository import BATCH_GET_KEYS
+
+    keys, transactions, puts, _ = max(applied["batches"], key=lambda batch: batch[3])
+    gets = math.ceil(keys / BATCH_GET_KEYS)
+    return (
+        f"per batch of {keys // 2:,} users: 1 segment read, {math.ceil(gets / _READER._max_workers)} wave "
+        f"of {gets} state reads, {math.ceil((transactions + puts) / applied['threads'])} wave of "
+        f"{transactions} transactions on {applied['threads']} threads"
+    )
 
 
 def _named(calls: Counter[str]) -> str:
