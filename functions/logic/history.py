@@ -106,6 +106,11 @@ def _end_of(change: ItemChange, deletion_time: DeletionTime) -> tuple[Reason, da
         deleted_at = deletion_time(old.slug, old.generation)
         return Reason.SEGMENT_DELETED, deleted_at or change.at
     if new.change is not None and _changed(old, new):
+        if new.change.operation is Operation.REMOVE and new.change.reason is Reason.TTL_EXPIRED:
+            # The sweeper can end a member of a deleted generation before the clean-up does, as TTL can.
+            deleted_at = deletion_time(old.slug, old.generation)
+            if deleted_at is not None and deleted_at < new.change.at:
+                return Reason.SEGMENT_DELETED, deleted_at
         if new.change.operation is Operation.REMOVE:
             return new.change.reason, new.change.at
         return Reason.TTL_EXPIRED, new.change.at  # re-added over an expired, undeleted membership

@@ -107,3 +107,22 @@ def test_an_import_with_a_past_expiry_of_a_segment_that_does_not_exist_is_400(st
     state.delete(cleanup=True, slug="Z0")
     state.create_in_group(percent=10, slug="G1")
     state.import_users(header=False, life=("expires_at", 0), lines=["x"], remove=False, slug="NEVER")
+
+
+def test_an_expiry_swept_after_its_segment_was_deleted_is_the_deletion(state: Machine) -> None:
+    """A 50,000-step soak found it (seed 723868317): user 4 is in G1 by bucket and, silently, by hand
+    until 90 s later; G1 is deleted a second after, before the clean-up's index shows user 4; the
+    expiry passes and the sweeper ends the membership before the clean-up's second walk. It ended at
+    the deletion: `segment_deleted` then, not `ttl_expired` 90 s later."""
+    state.clock_reaches_handlers(plain=[], grouped=[50, 0, 25])  # Z0, NEVER, G1, G2, G3
+    state.change(adds=[], removes=["G3"], user=3)
+    state.report(user=1)
+    state.create(percent=50, slug="C")
+    state.create(percent=None, slug="B")
+    state.report(user=2)
+    state.report(user=4)
+    state.delete(cleanup=False, slug="G2")
+    state.change(adds=[("G1", ("ttl_seconds", 90)), ("Z0", None)], removes=[], user=4)
+    state.delete(cleanup=True, slug="G1")
+    state.report(user=5)
+    state.report(user=4)

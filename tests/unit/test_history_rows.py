@@ -98,6 +98,17 @@ def test_ttl_reaching_a_member_of_a_generation_deleted_before_its_expiry_is_the_
     ]
 
 
+def test_the_sweeper_ending_a_member_of_a_generation_deleted_before_its_expiry_is_the_deletion() -> None:
+    deleted_at = T + timedelta(minutes=30)
+    old = record(MEMBER, ADDED, EXPIRY)
+    swept = record(REMOVED, Change(REMOVE, Reason.TTL_EXPIRED, EXPIRY))
+    assert rows(old, swept, deleted_at=deleted_at) == [(REMOVE, Reason.SEGMENT_DELETED, deleted_at, False)]
+    assert rows(old, swept, deleted_at=EXPIRY + timedelta(minutes=1)) == [
+        (REMOVE, Reason.TTL_EXPIRED, EXPIRY, False)
+    ]
+    assert rows(old, swept) == [(REMOVE, Reason.TTL_EXPIRED, EXPIRY, False)]
+
+
 def test_an_expiry_update_of_a_membership_in_force_writes_nothing() -> None:
     old = record(MEMBER, ADDED, EXPIRY)
     assert rows(old, old._replace(revision=2, expires_at=None), seen_at=T + timedelta(minutes=5)) == []
