@@ -1,5 +1,7 @@
 """The test table is built from template.yaml's own definition, so tests cannot drift from the stack."""
 
+import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,9 @@ _TABLE_KEYS = (
 )
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """SafeLoader that turns short-form tags (!Ref X) into their long JSON form ({"Ref": "X"})."""
+class _CfnLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """SafeLoader (libyaml's when PyYAML has it) that turns short-form tags (!Ref X) into their long
+    JSON form ({"Ref": "X"})."""
 
 
 def _construct_tag(loader: _CfnLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
@@ -48,6 +51,12 @@ def load_yaml(path: Path) -> dict[str, Any]:
 
 
 def load_yaml_template() -> dict[str, Any]:
+    """template.yaml, parsed once a process (a copy each call: callers may change theirs)."""
+    return copy.deepcopy(_parsed_template(TEMPLATE.stat().st_mtime_ns))
+
+
+@functools.cache
+def _parsed_template(_mtime: int) -> dict[str, Any]:
     return load_yaml(TEMPLATE)
 
 
