@@ -759,15 +759,14 @@ def _record_from_attributes(attributes: dict[str, dict[str, str]]) -> Membership
     if change_op and change_reason and change_at:
         silent = attributes.get("change_silent", {}).get("BOOL") is True
         change = Change(_OPERATIONS[change_op], _REASONS[change_reason], from_stored(change_at), silent)
-    added_at, expires_at = _text(get("added_at")), _text(get("expires_at"))
     return MembershipRecord(
         int(attributes["user_id"]["N"]),
         attributes["slug"]["S"],
         int(attributes["generation"]["N"]),
         _STATES[attributes["state"]["S"]],
         int(attributes["revision"]["N"]),
-        None if added_at is None else from_stored(added_at),
-        None if expires_at is None else from_stored(expires_at),
+        _time_or_none(_text(get("added_at"))),
+        _time_or_none(_text(get("expires_at"))),
         change,
     )
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from tests.support.api import FakeContext
+from tests.support.atomic_moto import between_requests
 from tests.support.event_filters import matches_any
 from tests.support.table import load_yaml_template
 
@@ -33,8 +34,6 @@ class StreamTap:
         self._next = 0
 
     def new_records(self) -> list[Record]:
-        from tests.support.atomic_moto import between_requests
-
         with between_requests():  # never the records of a transaction that may yet roll back
             items = self._shard.items[self._next :]
             self._next += len(items)
