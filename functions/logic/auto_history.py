@@ -12,7 +12,8 @@ order, what decides the user's membership:
 
 The user is in when explicitly a member, or when neither a member nor opted out and the rule holds
 their bucket. Every change of that caused by a rule is an `add`/`remove` row with reason `auto`;
-a deletion removes a bucket-only member with reason `segment_deleted`, as it does stored members.
+a deletion removes every member with reason `segment_deleted` at its instant, whether or not the
+clean-up has written the stored member's row yet.
 An explicit membership that expires while the rule holds the user's bucket changes nothing: its
 `ttl_expired` row is not a report line, here or in the all-users report (`bucket_still_holds`).
 See docs/percentage-segments.md.
@@ -36,6 +37,7 @@ class _Replay:
         self.user_id = user_id
         self.rule: RuleChange | None = None
         self.explicit: MembershipState | None = None  # MEMBER or OPTED_OUT; None: the bucket decides
+        self.left_at: datetime | None = None  # a deletion's instant, once its row is given
 
     def is_in(self) -> bool:
         if self.explicit is not None:
@@ -101,6 +103,8 @@ def _replay(user_id: int, events: list[Event]) -> list[HistoryRow]:
         if isinstance(event, RuleChange):
             rows.extend(_apply_rule(state, event, was_in))
             continue
+        if event.reason is Reason.SEGMENT_DELETED and event.at == state.left_at:
+            continue  # the clean-up's row of the deletion, given already
         _apply_row(state, event)
         if event.silent or (event.reason is Reason.TTL_EXPIRED and state.is_in()):
             continue  # nothing a client sees changed: the user stays where they were
@@ -110,12 +114,14 @@ def _replay(user_id: int, events: list[Event]) -> list[HistoryRow]:
 
 def _apply_rule(state: _Replay, rule: RuleChange, was_in: bool) -> list[HistoryRow]:
     if rule.deleted:
-        # Stored members get their segment_deleted row from the clean-up; bucket-only ones get it here.
-        bucket_only = was_in and state.explicit is None
+        # Every member leaves at the deletion. A bucket-only member's row is only ever this one; a stored
+        # member's is also the clean-up's, the same row (reports keep one), which may come minutes later:
+        # the clean-up's first walk cannot see a member the index does not show yet.
         state.rule, state.explicit = None, None
-        if bucket_only:
-            return [HistoryRow(rule.at, state.user_id, rule.slug, Operation.REMOVE, Reason.SEGMENT_DELETED)]
-        return []
+        if not was_in:
+            return []
+        state.left_at = rule.at
+        return [HistoryRow(rule.at, state.user_id, rule.slug, Operation.REMOVE, Reason.SEGMENT_DELETED)]
     state.rule = rule
     if state.is_in() == was_in:
         return []

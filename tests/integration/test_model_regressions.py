@@ -126,3 +126,21 @@ def test_an_expiry_swept_after_its_segment_was_deleted_is_the_deletion(state: Ma
     state.delete(cleanup=True, slug="G1")
     state.report(user=5)
     state.report(user=4)
+
+
+def test_a_user_added_just_before_a_deletion_leaves_at_the_deletion_in_their_report_at_once(
+    state: Machine,
+) -> None:
+    """A 50,000-step soak found it (seed 1107662722, by an import): user 2 is added to A a second before
+    A is deleted, so the clean-up's first walk does not see them in the index; until its second walk,
+    two minutes later, their report showed them in A. It derives the deletion's row at once now; the
+    all-users report has it once the clean-up has stored it."""
+    state.clock_reaches_handlers(plain=[None], grouped=[None])  # Z0, NEVER, A
+    state.create(percent=None, slug="D")
+    state.advance(seconds=1)
+    state.import_users(header=False, life=None, lines=["", "5", "2", "01", "2"], remove=False, slug="A")
+    state.delete(cleanup=True, slug="A")
+    state.change(adds=[("D", None)], removes=[], user=3)
+    state.delete(cleanup=True, slug="D")  # a hand-made member's deletion, the same way
+    state.report_everyone(cleanup=False)
+    state.report_everyone(cleanup=True)

@@ -250,6 +250,9 @@ class Machine(RuleBasedStateMachine):
         self.model = Model()
         # (moment, memberships then): a moment between two steps, when nothing but expiries changes
         self.checkpoints: list[tuple[datetime, Model]] = []
+        # (slug, when) of deletions whose clean-up may not have stored every member's row yet: its
+        # first walk cannot see members the index does not show yet, its second is due minutes later
+        self.cleaning: set[tuple[str, datetime]] = set()
 
     def teardown(self) -> None:
         from dal import factory
@@ -346,6 +349,7 @@ class Machine(RuleBasedStateMachine):
                 self.model.bucket_only_deleted.add((user, slug, self.clock.now))
         del self.model.segments[slug]
         self.model.explicit = {key: v for key, v in self.model.explicit.items() if key[1] != slug}
+        self.cleaning.add((slug, self.clock.now))
         if cleanup:
             self.background.settle()  # the job's first walk, at once: the index may not show everyone yet
 
@@ -489,10 +493,8 @@ class Machine(RuleBasedStateMachine):
         for user in range(1, 6):
             _, text = self.history.report(period=PERIOD, user_id=user)
             self.tells_every_change(user, text)
-            assert [row for row in everyone if row[0] == str(user)] == self.own_rows(user, text), (
-                everyone,
-                text,
-            )
+            stored = self.stored_by_now([row for row in everyone if row[0] == str(user)])
+            assert stored == self.stored_by_now(self.own_rows(user, text)), (everyone, text)
 
     def background_catches_up(self, cleanup: bool) -> None:
         """Time passes: the indexes catch up and, with `cleanup`, every job finishes (the clean-ups'
@@ -503,6 +505,7 @@ class Machine(RuleBasedStateMachine):
         if cleanup:
             self.background.sweep()
             self.background.settle()
+            self.cleaning.clear()
             self.counts_match_the_model()
 
     def counts_match_the_model(self) -> None:
@@ -531,6 +534,15 @@ class Machine(RuleBasedStateMachine):
                 (replay.add if operation == "add" else replay.discard)(slug)
                 line = next(lines, None)
             assert sorted(replay) == then.active(user, moment), (user, moment, text)
+
+    def stored_by_now(self, rows: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+        """Rows less the `segment_deleted` rows of deletions still being cleaned up: a user's report
+        derives them at once, the all-users report has them once the clean-up has stored them."""
+        return [
+            row
+            for row in rows
+            if not (row[4] == "segment_deleted" and (row[1], datetime.fromisoformat(row[3])) in self.cleaning)
+        ]
 
     def own_rows(self, user: int, text: str) -> list[tuple[str, ...]]:
         """A per-user report's rows less those derived for it alone: auto, and segment_deleted of

@@ -79,6 +79,13 @@ def test_deleting_the_segment_adds_nothing_for_an_explicit_member_the_clean_up_r
     assert lines(rules, rows) == [(2, ADD, MANUAL), (3, REMOVE, Reason.SEGMENT_DELETED)]
 
 
+def test_deleting_the_segment_removes_an_explicit_member_the_clean_up_has_not_reached_yet() -> None:
+    """The clean-up's first walk may not see a member written a moment before the deletion (the index
+    lags); the user left at the deletion all the same."""
+    rules = [rule(1, None), rule(3, None, deleted=True)]
+    assert lines(rules, [row(2, ADD)]) == [(2, ADD, MANUAL), (3, REMOVE, Reason.SEGMENT_DELETED)]
+
+
 def test_an_opt_out_keeps_later_ramps_from_adding_the_user() -> None:
     rules = [rule(1, 25), rule(3, 10), rule(4, 50)]
     assert lines(rules, [row(2, REMOVE)]) == [(1, ADD, AUTO), (2, REMOVE, MANUAL)]
