@@ -148,11 +148,24 @@ def report_rows(
     the user's percentage-segment rows replays all of them."""
     if user_id is None:
         return unique(month_rows(source.all_users_month(period.month), period, now, rules))
-    history = source.user_until(user_id, to_stored(period.end))
-    expiring = expired_rows(user_records(user_id), EPOCH, period.end, now)
+    history = list(source.user_until(user_id, to_stored(period.end)))
+    records = user_records(user_id)
+    expiring = expired_rows(records, EPOCH, period.end, now)
+    changes = rules_for_user({row.slug for row in [*history, *expiring]}, rules, period, now)
+    unended = [record for record in records if not ended_by_deletion(record, changes)]
+    expiring = expired_rows(unended, EPOCH, period.end, now)
     explicit = sorted({*history, *expiring})  # a stored expiry and its undeleted item are one change
-    changes = rules_for_user({row.slug for row in explicit}, rules, period, now)
     return unique(user_report_rows(user_id, changes, explicit, period.start, period.end))
+
+
+def ended_by_deletion(record: MembershipRecord, rules: Iterable[RuleChange]) -> bool:
+    """Whether the member's generation was deleted before its expiry: the member left then, with the
+    deletion's `segment_deleted` row (logic.auto_history, the clean-up), not at an expiry after it."""
+    return record.expires_at is not None and any(
+        rule.deleted and rule.slug == record.slug and rule.generation == record.generation
+        and rule.at < record.expires_at
+        for rule in rules
+    )  # fmt: skip
 
 
 def rules_for_user(slugs: set[str], rules: RuleLog, period: Period, now: datetime) -> list[RuleChange]:
@@ -179,9 +192,12 @@ def month_rows(
     An expiry the bucket still covered is no change (logic.auto_history), here as in a user's report."""
     rules_of = cache(rules.segment_rule_changes)
     for entry in entries:
-        rows = (
-            [entry] if isinstance(entry, HistoryRow) else expired_rows([entry], period.start, period.end, now)
-        )
+        if isinstance(entry, HistoryRow):
+            rows = [entry]
+        else:
+            rows = expired_rows([entry], period.start, period.end, now)
+            if rows and ended_by_deletion(entry, rules_of(entry.slug)):
+                continue  # its row is the deletion's, which the clean-up stores
         yield from (row for row in rows if is_report_line(row, rules_of))
 
 
