@@ -38,8 +38,6 @@ def aws() -> Iterator[None]:
     import boto3
     from moto import mock_aws
 
-    from dal import entities, factory
-    from shared import settings
     from tests.support.atomic_moto import make_dynamodb_requests_atomic
     from tests.support.background import create_queues
     from tests.support.lagging_index import LaggingIndexes
@@ -51,7 +49,7 @@ def aws() -> Iterator[None]:
         create_table(boto3.client("dynamodb"), TABLE)
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         create_queues(boto3.client("sqs"), TABLE)
-        _forget_containers(entities, factory, settings)
+        forget_containers()
         client = service_client()
         lagging = LaggingIndexes(TABLE, INDEX_LAG_SECONDS).install(client)
         tokens = CommittedTokens().install(client)
@@ -60,7 +58,7 @@ def aws() -> Iterator[None]:
         INDEXES.remove(lagging)
         tokens.uninstall(client)
         lagging.uninstall(client)
-        _forget_containers(entities, factory, settings)
+        forget_containers()
 
 
 INDEXES: list[object] = []
@@ -72,11 +70,14 @@ def indexes_caught_up() -> None:
         lagging.catch_up()  # type: ignore[attr-defined]
 
 
-def _forget_containers(entities: object, factory: object, settings: object) -> None:
-    """A new test sees a fresh catalog; clients are kept, as moto intercepts them in every test."""
-    factory.get_catalog.cache_clear()  # type: ignore[attr-defined]
-    factory.get_job_queue.cache_clear()  # type: ignore[attr-defined]
+def forget_containers() -> None:
+    """A new test (or a new table) sees a fresh catalog, and no deletion the stream's reader knew of
+    another table; clients are kept, as moto intercepts them in every test."""
+    from dal import factory
+
+    factory.get_catalog.cache_clear()
+    factory.get_job_queue.cache_clear()
     stream_table = sys.modules.get("handlers.stream_table")
     if stream_table is not None:  # the deletions it knew were another test's
         stream_table.deletion_time.forget()
-    factory.get_fan_out.cache_clear()  # type: ignore[attr-defined]
+    factory.get_fan_out.cache_clear()

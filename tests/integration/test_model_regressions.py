@@ -168,3 +168,25 @@ def test_an_expiry_after_its_segment_was_deleted_is_no_line_of_either_report(sta
     state.patch(description=False, percent=None, slug="A")
     state.report_everyone(cleanup=False)
     state.report_everyone(cleanup=True)
+
+
+def test_a_new_table_knows_no_deletion_of_the_one_before() -> None:
+    """A 50,000-step soak found it (seed 2024882650): each example is a new table, but the stream
+    reader's container kept the deletion times it had read, so A's generation 1, deleted in one
+    example, was 'deleted' in the next, and an expiry the sweeper ended there became segment_deleted.
+    (Deployed, a container only ever serves one table, whose deletions never change.)"""
+    before = Machine()
+    try:
+        before.clock_reaches_handlers(plain=[50], grouped=[])  # Z0, NEVER, A (50 %)
+        before.change(adds=[("A", ("expires_at", 45.5))], removes=[], user=1)
+        before.delete(cleanup=True, slug="A")
+        before.report(user=1)  # the sweeper ends the expiry: the reader reads A's deletion
+    finally:
+        before.teardown()
+    state = Machine()
+    try:
+        state.clock_reaches_handlers(plain=[50], grouped=[None])
+        state.change(adds=[("Z0", None), ("A", ("expires_at", 45.5))], removes=[], user=1)
+        state.report(user=1)
+    finally:
+        state.teardown()

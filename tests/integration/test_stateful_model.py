@@ -216,8 +216,7 @@ class Machine(RuleBasedStateMachine):
         import boto3
         from moto import mock_aws
 
-        from dal import factory
-        from tests.conftest import INDEXES, service_client
+        from tests.conftest import INDEXES, forget_containers, service_client
         from tests.integration.test_history_and_reports import History
         from tests.support.api import Api
         from tests.support.atomic_moto import make_dynamodb_requests_atomic
@@ -232,8 +231,7 @@ class Machine(RuleBasedStateMachine):
         create_table(boto3.client("dynamodb"), TABLE)
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         create_queues(boto3.client("sqs"), TABLE)
-        factory.get_catalog.cache_clear()
-        factory.get_job_queue.cache_clear()
+        forget_containers()  # every example is a new table: what a container knew was another's
         self.clock = FakeClock()
         self.clock.install()
         client = service_client()
@@ -255,15 +253,14 @@ class Machine(RuleBasedStateMachine):
         self.cleaning: set[tuple[str, datetime]] = set()
 
     def teardown(self) -> None:
-        from dal import factory
-        from tests.conftest import INDEXES, service_client
+        from tests.conftest import INDEXES, forget_containers, service_client
 
         INDEXES.remove(self.indexes)
         self.lost.uninstall(service_client())
         self.indexes.uninstall(service_client())
         self.tokens.uninstall(service_client())
         self.clock.uninstall()
-        factory.get_catalog.cache_clear()
+        forget_containers()
         self.mock.stop()
 
     def step(self) -> None:
