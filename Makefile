@@ -52,7 +52,7 @@ typecheck: venv
 test: venv sam-venv ministack-venv lint typecheck
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(VENV)/bin/pytest -n 3 --dist loadgroup --durations=25
 
-# Figures of docs/performance.md, measured on this machine (a few minutes); writes benchmarks/results.json.
+# Figures of docs/performance.md, measured on this machine (about 13 minutes here); writes benchmarks/results.json.
 bench: venv
 	$(PY) -m benchmarks.run
 

@@ -1,6 +1,6 @@
 """`make bench`: every figure of issue 6 in one run, printed as a table and written to results.json.
 
-python -m benchmarks.run            # the full run (a few minutes)
+python -m benchmarks.run            # the full run (about 13 minutes on 2 cores)
 python -m benchmarks.run --smoke    # tiny sizes, seconds: the code paths only (tests use it)
 """
 
