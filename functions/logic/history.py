@@ -94,11 +94,7 @@ def _end_of(change: ItemChange, deletion_time: DeletionTime) -> tuple[Reason, da
     old, new = change.old, change.new
     assert old is not None
     if new is None and change.removed_by_ttl:
-        # TTL can reach a member of a deleted generation before the clean-up does.
-        deleted_at = deletion_time(old.slug, old.generation)
-        if deleted_at is not None and old.expires_at is not None and deleted_at < old.expires_at:
-            return Reason.SEGMENT_DELETED, deleted_at
-        return Reason.TTL_EXPIRED, change.at
+        return _expiry_of(old, old.expires_at, change.at, deletion_time)
     if new is None:
         return Reason.MANUAL, change.at
     if new.generation != old.generation:
@@ -107,14 +103,22 @@ def _end_of(change: ItemChange, deletion_time: DeletionTime) -> tuple[Reason, da
         return Reason.SEGMENT_DELETED, deleted_at or change.at
     if new.change is not None and _changed(old, new):
         if new.change.operation is Operation.REMOVE and new.change.reason is Reason.TTL_EXPIRED:
-            # The sweeper can end a member of a deleted generation before the clean-up does, as TTL can.
-            deleted_at = deletion_time(old.slug, old.generation)
-            if deleted_at is not None and deleted_at < new.change.at:
-                return Reason.SEGMENT_DELETED, deleted_at
+            return _expiry_of(old, new.change.at, new.change.at, deletion_time)  # the sweeper's
         if new.change.operation is Operation.REMOVE:
             return new.change.reason, new.change.at
         return Reason.TTL_EXPIRED, new.change.at  # re-added over an expired, undeleted membership
     return Reason.MANUAL, change.at
+
+
+def _expiry_of(
+    old: MembershipRecord, expires_at: datetime | None, at: datetime, deletion_time: DeletionTime
+) -> tuple[Reason, datetime]:
+    """An expiry ending `old` at `at`. TTL and the sweeper can each reach a member of a generation
+    deleted before its expiry ahead of the clean-up: the member left at the deletion, not then."""
+    deleted_at = deletion_time(old.slug, old.generation)
+    if deleted_at is not None and expires_at is not None and deleted_at < expires_at:
+        return Reason.SEGMENT_DELETED, deleted_at
+    return Reason.TTL_EXPIRED, at
 
 
 def _row(
