@@ -330,13 +330,9 @@ def _latency_seconds(applied: dict[str, Any], chunks: int) -> float:
     """The DynamoDB round trips of the whole file as the worker makes them: per batch of users one read of
     the segment, the users' BatchGetItems (100 keys each) on the store's readers, then the commits on the
     worker's pool, wave after wave; and each chunk's own calls."""
-    from dal.imports import _READER
-    from dal.repository import BATCH_GET_KEYS
-
     seconds = chunks * (CHUNK_READS * READ_MS + CHUNK_TRANSACTIONS * TRANSACT_MS + S3_GET_MS) / 1000
     for keys, transactions, puts, count in applied["batches"]:
-        reads = math.ceil(math.ceil(keys / BATCH_GET_KEYS) / _READER._max_workers)
-        waves = math.ceil((transactions + puts) / applied["threads"])
+        _, reads, waves = _round_trips(keys, transactions + puts, applied["threads"])
         commit_ms = TRANSACT_MS if transactions else PUT_MS
         seconds += count * (READ_MS + reads * READ_MS + waves * commit_ms) / 1000
     return seconds
@@ -443,16 +439,22 @@ def _figures(
 
 def _batch_calls(applied: dict[str, Any]) -> str:
     """The round trips of the worker's most common batch, as _latency_seconds counts them."""
-    from dal.imports import _READER
+    keys, transactions, puts, _ = max(applied["batches"], key=lambda batch: batch[3])
+    gets, reads, waves = _round_trips(keys, transactions + puts, applied["threads"])
+    return (
+        f"per batch of {keys // 2:,} users: 1 segment read, {reads} wave of {gets} state reads, "
+        f"{waves} wave of {transactions} transactions on {applied['threads']} threads"
+    )
+
+
+def _round_trips(keys: int, commits: int, threads: int) -> tuple[int, int, int]:
+    """A batch's BatchGetItems (100 keys each), the waves they take on the store's readers, and the
+    waves its commits take on the worker's threads."""
+    from dal.imports import READ_THREADS
     from dal.repository import BATCH_GET_KEYS
 
-    keys, transactions, puts, _ = max(applied["batches"], key=lambda batch: batch[3])
     gets = math.ceil(keys / BATCH_GET_KEYS)
-    return (
-        f"per batch of {keys // 2:,} users: 1 segment read, {math.ceil(gets / _READER._max_workers)} wave "
-        f"of {gets} state reads, {math.ceil((transactions + puts) / applied['threads'])} wave of "
-        f"{transactions} transactions on {applied['threads']} threads"
-    )
+    return gets, math.ceil(gets / READ_THREADS), math.ceil(commits / threads)
 
 
 def _named(calls: Counter[str]) -> str:

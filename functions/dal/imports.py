@@ -46,7 +46,8 @@ from models.errors import ConcurrentChange
 from shared.clock import from_stored, to_stored
 
 IMPORT_MARK_SECONDS = 30 * 86_400  # past the import queue's retention (14 days) and a redrive after it
-_READER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="import-reads")
+READ_THREADS = 8  # the store's BatchGetItems in flight at once
+_READER = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="import-reads")
 
 
 @busy_when_transient
