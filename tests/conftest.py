@@ -3,12 +3,17 @@
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support.environment import moto_environment
 from tests.support.service_events import service_client  # before any botocore session: its hooks
 from tests.support.xdist_groups import GroupScheduling
+
+if TYPE_CHECKING:
+    from tests.support.lagging_index import LaggingIndexes
 
 TABLE = "segments-test"
 BUCKET = "segments-reports-test"
@@ -61,13 +66,23 @@ def aws() -> Iterator[None]:
         forget_containers()
 
 
-INDEXES: list[object] = []
+INDEXES: list["LaggingIndexes"] = []
 
 
 def indexes_caught_up() -> None:
     """Wait out the index lag (instantly): what a client sees once the indexes have caught up."""
     for lagging in INDEXES:
-        lagging.catch_up()  # type: ignore[attr-defined]
+        lagging.catch_up()
+
+
+@contextmanager
+def indexes_held() -> Iterator[None]:
+    """The indexes stay behind every write made inside, however slowly a busy machine runs the test:
+    what a client sees within the lag."""
+    with ExitStack() as stack:
+        for lagging in INDEXES:
+            stack.enter_context(lagging.held())
+        yield
 
 
 def forget_containers() -> None:

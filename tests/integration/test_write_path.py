@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 
 from dal.factory import get_store
 from shared.clock import utc_now
-from tests.conftest import TABLE, service_client
+from tests.conftest import TABLE, indexes_held, service_client
 from tests.integration.test_history_and_reports import History, rows_of
 from tests.support.api import Api
 from tests.support.calls import counting_calls
@@ -61,10 +61,11 @@ def first_commit_answer_lost() -> Iterator[Counter[str]]:
 
 def test_a_segment_created_a_moment_ago_can_be_given_at_once(api: Api) -> None:
     # Given a segment the lagging catalog index does not show yet
-    assert api.create_segment("FRESH").status == 201
-    assert "FRESH" not in [s["slug"] for s in api.list_segments().body["segments"]]
-    # When a user is given it at once, Then it exists: the table said so
-    answer = api.change_user(1, add=["FRESH"])
+    with indexes_held():
+        assert api.create_segment("FRESH").status == 201
+        assert "FRESH" not in [s["slug"] for s in api.list_segments().body["segments"]]
+        # When a user is given it at once, Then it exists: the table said so
+        answer = api.change_user(1, add=["FRESH"])
     assert answer.status == 200 and answer.body["added"] == ["FRESH"], answer
 
 

@@ -5,7 +5,9 @@ holding the table as it was `lag` ago: the table's stream records are applied to
 are that old, by the double's clock, from the service's write that made them (or, for a write made
 by another client, from when the double first saw it, so the lag is never shorter than asked).
 Base-table reads are untouched. `catch_up()` applies everything at once: what a
-client waiting out the lag would see.
+client waiting out the lag would see. `held()` keeps every write made from then on out of the
+index until it ends, whatever the clock says: a test that needs the index behind the table must not
+depend on how fast a busy machine runs it.
 
 It uses botocore's public event hooks (`provide-client-params`) on the service's own client and
 moto's in-process stream, as tests/support/streams.py does.
@@ -15,7 +17,8 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -45,6 +48,7 @@ class LaggingIndexes:
         assert table.stream_shard is not None, "the table has no stream"
         self._shard = table.stream_shard
         self._next = 0
+        self._held_from: float | None = None  # while held: writes seen after this stay out of the index
         self._pending: list[tuple[float, dict[str, Any]]] = []  # (first seen, stream record)
         self.queries = 0
         # A report Queries its shards from several threads: records must reach the shadow once each,
@@ -65,11 +69,22 @@ class LaggingIndexes:
         """The index as it is once the lag has passed for every write made so far."""
         self._apply(until=float("inf"))
 
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """While inside, no write made from now on reaches the index, however long the test takes."""
+        self._ingest()  # what was written before stays on its own schedule
+        self._held_from = self._clock()
+        try:
+            yield
+        finally:
+            self._held_from = None
+
     def _redirect(self, params: dict[str, Any], **_: Any) -> None:
         if params.get("TableName") != self.table_name or "IndexName" not in params:
             return
         self.queries += 1
-        self._apply(until=self._clock() - self.lag)
+        until = self._clock() - self.lag
+        self._apply(until=until if self._held_from is None else min(until, self._held_from))
         params["TableName"] = self.shadow_name
 
     def _written(self, model: Any, **_: Any) -> None:
