@@ -27,10 +27,10 @@ SNAPSTART_FUNCTIONS = {
 }
 LIFECYCLE = """
 import json, sys
+from tests.support.calls import counting_calls  # its hooks reach every botocore session made after it
 import boto3
 from moto import mock_aws
 from tests.support.api import FakeContext
-from tests.support.calls import counting_calls
 from tests.support.table import create_table
 
 items, event = (json.load(open(path, encoding="utf-8")) for path in sys.argv[1:3])

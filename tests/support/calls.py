@@ -1,25 +1,29 @@
-"""Count the AWS API calls a piece of code makes, with botocore's own event hooks."""
+"""Count the AWS API calls the service makes, with botocore's own event hooks."""
 
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from botocore.client import BaseClient
+from tests.support.service_events import service_client
+
+SERVICES = ("dynamodb", "s3")
 
 
 @contextmanager
 def counting_calls() -> Iterator[Counter[str]]:
-    """Every DynamoDB or S3 operation made inside the block, by name, whichever client made it."""
+    """Every DynamoDB or S3 operation the service's code makes inside the block, by name, whichever of
+    its clients made it (a test's own reads are not counted): once a call, however often it is retried."""
     counts: Counter[str] = Counter()
-    original = BaseClient._make_api_call
 
-    def counted(self: BaseClient, operation_name: str, api_params: Any) -> Any:
-        counts[operation_name] += 1
-        return original(self, operation_name, api_params)
+    def counted(model: Any, **_: Any) -> None:
+        counts[model.name] += 1
 
-    BaseClient._make_api_call = counted
+    events = service_client().meta.events
+    for service in SERVICES:
+        events.register(f"before-call.{service}", counted, unique_id=f"counting-{service}")
     try:
         yield counts
     finally:
-        BaseClient._make_api_call = original
+        for service in SERVICES:
+            events.unregister(f"before-call.{service}", unique_id=f"counting-{service}")

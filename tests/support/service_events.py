@@ -1,4 +1,4 @@
-"""botocore event hooks on every DynamoDB call the service makes, whichever of its clients makes it.
+"""botocore event hooks on every DynamoDB and S3 call the service makes, whichever of its clients makes it.
 
 The service's DynamoDB calls go through several botocore clients: pynamodb makes one per model class
 (and lets no caller reach it), and the store has one of its own (`dal.entities.shared_connection`).
@@ -22,7 +22,11 @@ from typing import Any
 from botocore.handlers import BUILTIN_HANDLERS
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
-EVENTS = ("provide-client-params.dynamodb", "before-call.dynamodb", "after-call.dynamodb")
+EVENTS = tuple(
+    f"{stage}.{service}"
+    for service in ("dynamodb", "s3")
+    for stage in ("provide-client-params", "before-call", "after-call")
+)
 FIRST, MIDDLE, LAST = 0, 1, 2
 Handler = Callable[..., Any]
 
@@ -103,5 +107,5 @@ BUILTIN_HANDLERS.extend((event, EVENTS_OF_THE_SERVICE.emit) for event in EVENTS)
 
 
 def service_client() -> ServiceClient:
-    """Every DynamoDB client the service makes, as one client's `meta.events`."""
+    """Every DynamoDB and S3 client the service makes, as one client's `meta.events`."""
     return ServiceClient(EVENTS_OF_THE_SERVICE)
