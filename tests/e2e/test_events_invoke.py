@@ -59,6 +59,11 @@ def test_the_event_runs_on_its_deployed_function(deployed_stack: DeployedStack, 
             json.loads(result["body"])
     elif name in ("stream_table", "queue_cleanup", "queue_reports", "queue_imports"):
         assert result == {"batchItemFailures": []}, result
+        if name == "stream_table":
+            # Lambda sends a batch again when part of it failed: its records applied before are found
+            # with a consistent read of their marks, which the function's policy must allow
+            answer, result = invoke(deployed_stack, function_of_event()[name], event)
+            assert "FunctionError" not in answer and result == {"batchItemFailures": []}, result
     elif name == "scheduled_monthly_report":
         assert result["period"] == "2023-08", result  # the month before the event's time
     else:

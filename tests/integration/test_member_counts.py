@@ -5,9 +5,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from dal.history_store import RECORDS_PER_TRANSACTION
 from tests.conftest import TABLE, indexes_caught_up
 from tests.support.api import Api, call
 from tests.support.background import Background, later
+from tests.support.calls import counting_calls
 from tests.support.streams import deliver
 
 
@@ -102,6 +104,29 @@ def test_a_batch_of_applied_and_new_records_applies_each_new_one_once(
     indexes_caught_up()
     report = call("api_history_report", query={"period": datetime.now(UTC).strftime("%Y-%m")})
     assert report.body["rows"] == 60  # one history row each
+
+
+def test_a_batch_delivered_again_costs_a_read_and_a_transaction_a_group_not_one_a_record(
+    api: Api, background: Background
+) -> None:
+    """Lambda sends a whole batch again when any of it failed: the records applied before must be told
+    apart in one consistent read a group, not found one failed transaction at a time."""
+    api.create_segment("AGAIN")
+    for user in range(1, 61):
+        api.change_user(user, add=["AGAIN"])
+    records = [record for record in background.tap.new_records() if background.accept(record)]
+    groups = -(-len(records) // RECORDS_PER_TRANSACTION)  # 60 single-row records: 3 groups
+    deliver("stream_table", records[:30], batch_size=100)  # the first group and part of the second
+    # When the whole batch is delivered again
+    with counting_calls() as calls:
+        deliver("stream_table", records, batch_size=100)
+    # Then each group is tried once, read once where it held an applied record, and its rest applied once
+    assert calls["BatchGetItem"] == 2  # the groups holding applied records
+    assert calls["TransactWriteItems"] == groups + 1  # each group tried once, the half-applied one again
+    assert members(api, "AGAIN") == (60, 0)
+    indexes_caught_up()
+    report = call("api_history_report", query={"period": datetime.now(UTC).strftime("%Y-%m")})
+    assert report.body["rows"] == 60
 
 
 def test_lists_and_patches_show_the_counts(api: Api, background: Background) -> None:
