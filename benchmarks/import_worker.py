@@ -113,7 +113,7 @@ def apply(source: Path, plan_path: Path, sample: int) -> dict[str, Any]:
         "logic": logic,
         "client": client,
         "batches": [[*shape, count] for shape, count in memory.batches.items()],
-        "threads": worker.pool._max_workers,
+        "threads": worker.USER_THREADS,
         "floor_kb": floor_kb,
         "peak_kb": status_kb("VmHWM"),
     }

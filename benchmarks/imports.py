@@ -119,7 +119,7 @@ class CannedDynamo:
     def __init__(self) -> None:
         self.requests: Counter[str] = Counter()
         self.connections = 0
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
 
@@ -136,7 +136,7 @@ class CannedDynamo:
         self._server.server_close()
 
     def answer(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:
+        with self.lock:
             self.requests[operation] += 1
         if operation != "BatchGetItem":
             return {}
@@ -155,7 +155,7 @@ class CannedDynamo:
 
             def setup(self) -> None:
                 super().setup()
-                with canned._lock:
+                with canned.lock:
                     canned.connections += 1
 
             def do_POST(self) -> None:

@@ -26,7 +26,8 @@ from shared.observability import logger, metrics, tracer
 from shared.snapstart import prepare_for_snapshot
 
 processor = BatchProcessor(event_type=EventType.SQS)
-pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="import-users")
+USER_THREADS = 16  # a chunk's transactions in flight at once
+pool = ThreadPoolExecutor(max_workers=USER_THREADS, thread_name_prefix="import-users")
 
 
 def run_job(record: SQSRecord) -> None:

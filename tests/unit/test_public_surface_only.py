@@ -1,4 +1,5 @@
-"""No module in functions/ reaches into a private name of powertools, botocore, pynamodb or moto.
+"""No module in functions/ (nor in local/ or benchmarks/, which run the same libraries) reaches into a
+private name of powertools, botocore, pynamodb or moto.
 
 A private name (one leading underscore) is free to change in any release: code that uses one breaks
 on an upgrade that keeps every public promise. Read from the source, so it holds for code no test
@@ -25,6 +26,8 @@ STOP_HOOK = re.compile(
     r"\._(get_connection|get_schema|is_tracer_disabled|loaders|make_api_call)\b|sys\.modules\[|module_from_spec"
 )
 MODULES = sorted(FUNCTIONS.rglob("*.py"))
+# Code of ours beside the service that drives the same libraries: held to the same rule.
+OTHER_MODULES = sorted(path for folder in ("local", "benchmarks") for path in (ROOT / folder).rglob("*.py"))
 
 
 def is_private(name: str) -> bool:
@@ -120,6 +123,11 @@ def violations(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda path: str(path.relative_to(FUNCTIONS)))
 def test_module_uses_only_public_names_of_its_libraries(path: Path) -> None:
+    assert violations(path) == []
+
+
+@pytest.mark.parametrize("path", OTHER_MODULES, ids=lambda path: str(path.relative_to(ROOT)))
+def test_local_and_benchmark_modules_use_only_public_names_too(path: Path) -> None:
     assert violations(path) == []
 
 
