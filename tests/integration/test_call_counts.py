@@ -80,3 +80,12 @@ def test_segment_routes(api: Api) -> None:
     }
     if os.environ.get("SEGMENTS_PRINT_CALLS"):
         print(json.dumps(counts, indent=2))
+
+
+def test_a_count_inside_another_counts_its_own_calls_and_leaves_the_outer_counting(api: Api) -> None:
+    with counting_calls() as outer:
+        with counting_calls() as inner:
+            api.create_segment("INNER")
+        api.create_segment("OUTER")
+    assert inner["TransactWriteItems"] == 1
+    assert outer["TransactWriteItems"] == 2

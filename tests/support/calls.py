@@ -20,10 +20,11 @@ def counting_calls() -> Iterator[Counter[str]]:
         counts[model.name] += 1
 
     events = service_client().meta.events
+    name = f"counting-{id(counts)}"  # its own: a block inside another counts too, and ends only itself
     for service in SERVICES:
-        events.register(f"before-call.{service}", counted, unique_id=f"counting-{service}")
+        events.register(f"before-call.{service}", counted, unique_id=f"{name}-{service}")
     try:
         yield counts
     finally:
         for service in SERVICES:
-            events.unregister(f"before-call.{service}", unique_id=f"counting-{service}")
+            events.unregister(f"before-call.{service}", unique_id=f"{name}-{service}")
