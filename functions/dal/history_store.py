@@ -73,8 +73,7 @@ class DynamoHistoryStore:
         except AppliedBefore:
             if len(group) == 1:
                 return 0
-            marked = _marked(group)
-            unapplied = [change for change in group if change.event_id not in marked]
+            unapplied = _unapplied(group)
             if len(unapplied) < len(group):  # the group shrank: this ends
                 return self._apply_group(unapplied) if unapplied else 0
             # A mark failed its condition yet no read shows it: record by record, as it cannot be told
@@ -125,12 +124,13 @@ class DynamoHistoryStore:
         return (entry for _, entry in heapq.merge(*shards, key=itemgetter(0)))
 
 
-def _marked(group: list[AppliedChange]) -> set[str]:
-    """The event ids of the group's records that carry their applied mark: one consistent BatchGetItem
-    (a group's 25 keys are within its 100)."""
+def _unapplied(group: list[AppliedChange]) -> list[AppliedChange]:
+    """The group's records without their applied mark: one consistent BatchGetItem of the marks (a
+    group's 25 keys are within its 100)."""
     keys = [(user_pk(change.user_id), applied_sk(change.event_id)) for change in group]
     items = AppliedRecordItem.batch_get(keys, consistent_read=True, attributes_to_get=["pk", "sk"])
-    return {item.sk.removeprefix(applied_sk("")) for item in items}
+    marked = {(item.pk, item.sk) for item in items}
+    return [change for change, key in zip(group, keys, strict=True) if key not in marked]
 
 
 def _counter_updates(group: list[AppliedChange]) -> list[tuple[CounterItem, list[Any]]]:
